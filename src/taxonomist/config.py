@@ -1,0 +1,50 @@
+"""Typed settings, read from ``TAXONOMIST_*`` environment variables through a cached getter.
+
+Nothing here touches the disk: folders are created by the code that first writes to them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where Taxonomist keeps its state and which services it talks to."""
+
+    model_config = SettingsConfigDict(env_prefix="TAXONOMIST_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".taxonomist",
+        description="Data folder: MLflow store, embedding cache, metadata database.",
+    )
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI of a shared server; default: a sqlite store in home.",
+    )
+    experiment: str = Field(default="taxonomist", description="MLflow experiment for training runs.")
+    seed: int = Field(default=42, description="Seed for splits, samplers and models.")
+    n_jobs: int = Field(default=2, ge=1, description="Threads a model may use.")
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        if self.mlflow_uri:
+            return self.mlflow_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

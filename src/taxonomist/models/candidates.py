@@ -1,0 +1,251 @@
+"""Candidate model families: which feature blocks each uses, its search space, its estimator.
+
+Every estimator exposes ``predict_proba`` over the encoded classes ``0..K-1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import ComplementNB
+from sklearn.neural_network import MLPClassifier
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a family needs to know about the problem to size itself."""
+
+    n_rows: int
+    n_classes: int
+    seed: int
+    n_jobs: int
+    text_nnz: int = 0
+    has_categorical: bool = False
+
+
+class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
+    """A linear SVM whose decision values become probabilities through a softmax.
+
+    LinearSVC is the strongest fast linear model on sparse n-grams but has no probabilities;
+    the softmax's temperature is then fitted on out-of-fold predictions with the rest of the
+    ensemble, which is far cheaper than scikit-learn's cross-validated calibration.
+    """
+
+    def __init__(self, C: float = 0.5, class_weight: str | None = "balanced",
+                 random_state: int = 0) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> SoftmaxLinearSVC:
+        self.svc_ = LinearSVC(C=self.C, class_weight=self.class_weight,
+                              random_state=self.random_state, tol=1e-3, max_iter=2000)
+        self.svc_.fit(X, y)
+        self.classes_ = self.svc_.classes_
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "svc_")
+        d = self.svc_.decision_function(X)
+        return np.column_stack([-d, d]) / 2 if d.ndim == 1 else d
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        d = self.decision_function(X) * 4.0
+        d -= d.max(axis=1, keepdims=True)
+        e = np.exp(d)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+    @property
+    def coef_(self) -> np.ndarray:
+        return self.svc_.coef_
+
+
+def _lgbm(params: dict[str, Any], task: Task) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(
+        objective="binary" if task.n_classes == 2 else "multiclass",
+        n_estimators=params["n_estimators"], learning_rate=params["learning_rate"],
+        num_leaves=params["num_leaves"], min_child_samples=params["min_child_samples"],
+        subsample=params["subsample"], subsample_freq=1,
+        colsample_bytree=params["colsample_bytree"], reg_lambda=params["reg_lambda"],
+        class_weight=params.get("class_weight"), random_state=task.seed, n_jobs=task.n_jobs,
+        deterministic=True, force_col_wise=True, verbose=-1)
+
+
+class CatBoostModel(ClassifierMixin, BaseEstimator):
+    """CatBoost on a DataFrame whose ``object`` columns are its native categorical features."""
+
+    def __init__(self, iterations: int = 500, depth: int = 6, learning_rate: float = 0.08,
+                 l2_leaf_reg: float = 3.0, auto_class_weights: str | None = None,
+                 random_state: int = 0, thread_count: int = 2) -> None:
+        self.iterations = iterations
+        self.depth = depth
+        self.learning_rate = learning_rate
+        self.l2_leaf_reg = l2_leaf_reg
+        self.auto_class_weights = auto_class_weights
+        self.random_state = random_state
+        self.thread_count = thread_count
+
+    def fit(self, X: pd.DataFrame, y: Any) -> CatBoostModel:
+        from catboost import CatBoostClassifier
+
+        cat_features = [i for i, t in enumerate(X.dtypes) if t == object or
+                        pd.api.types.is_string_dtype(t)]
+        self.model_ = CatBoostClassifier(
+            iterations=self.iterations, depth=self.depth, learning_rate=self.learning_rate,
+            l2_leaf_reg=self.l2_leaf_reg, auto_class_weights=self.auto_class_weights,
+            random_seed=self.random_state, thread_count=self.thread_count, verbose=False,
+            allow_writing_files=False, cat_features=cat_features)
+        self.model_.fit(X, np.asarray(y))
+        self.classes_ = np.asarray(self.model_.classes_)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return np.asarray(self.model_.predict_proba(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its feature blocks, its search space and its estimator factory."""
+
+    name: str
+    blocks: tuple[str, ...]
+    layout: str  # "sparse", "dense" or "frame" (a DataFrame for CatBoost)
+    suggest: Callable[[optuna.Trial, Task], dict[str, Any]]
+    build: Callable[[dict[str, Any], Task], Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()  # blocks that must exist for the family to make sense
+
+
+def _suggest_svm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {"C": trial.suggest_float("linear_svm.C", 0.02, 3.0, log=True),
+            "class_weight": trial.suggest_categorical("linear_svm.class_weight",
+                                                      ["balanced", "none"])}
+
+
+def _build_svm(p: dict[str, Any], task: Task) -> Any:
+    cw = None if p["class_weight"] == "none" else p["class_weight"]
+    return SoftmaxLinearSVC(C=p["C"], class_weight=cw, random_state=task.seed)
+
+
+def _suggest_logreg(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {"C": trial.suggest_float("logreg.C", 0.1, 100.0, log=True),
+            "class_weight": trial.suggest_categorical("logreg.class_weight",
+                                                      ["balanced", "none"])}
+
+
+def _build_logreg(p: dict[str, Any], task: Task) -> Any:
+    cw = None if p["class_weight"] == "none" else p["class_weight"]
+    return LogisticRegression(C=p["C"], class_weight=cw, max_iter=300, tol=1e-3,
+                              random_state=task.seed)
+
+
+def _suggest_nb(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {"alpha": trial.suggest_float("complement_nb.alpha", 0.01, 1.0, log=True)}
+
+
+def _build_nb(p: dict[str, Any], task: Task) -> Any:
+    return ComplementNB(alpha=p["alpha"])
+
+
+def _suggest_lgbm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("lightgbm.n_estimators", 100, 700, step=50),
+        "learning_rate": trial.suggest_float("lightgbm.learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("lightgbm.num_leaves", 8, 96, log=True),
+        "min_child_samples": trial.suggest_int("lightgbm.min_child_samples", 5, 80, log=True),
+        "subsample": trial.suggest_float("lightgbm.subsample", 0.6, 1.0),
+        "colsample_bytree": trial.suggest_float("lightgbm.colsample_bytree", 0.3, 1.0),
+        "reg_lambda": trial.suggest_float("lightgbm.reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _suggest_catboost(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {
+        "iterations": trial.suggest_int("catboost.iterations", 200, 800, step=100),
+        "depth": trial.suggest_int("catboost.depth", 4, 8),
+        "learning_rate": trial.suggest_float("catboost.learning_rate", 0.03, 0.3, log=True),
+        "l2_leaf_reg": trial.suggest_float("catboost.l2_leaf_reg", 1.0, 10.0, log=True),
+    }
+
+
+def _build_catboost(p: dict[str, Any], task: Task) -> Any:
+    return CatBoostModel(iterations=p["iterations"], depth=p["depth"],
+                         learning_rate=p["learning_rate"], l2_leaf_reg=p["l2_leaf_reg"],
+                         random_state=task.seed, thread_count=task.n_jobs)
+
+
+def _suggest_embed(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    head = trial.suggest_categorical("embed.head", ["logreg", "mlp"])
+    if head == "logreg":
+        return {"head": head, "C": trial.suggest_float("embed.C", 0.1, 100.0, log=True)}
+    return {"head": head, "hidden": trial.suggest_categorical("embed.hidden", [128, 256, 512]),
+            "alpha": trial.suggest_float("embed.alpha", 1e-5, 1e-2, log=True)}
+
+
+def _build_embed(p: dict[str, Any], task: Task) -> Any:
+    if p["head"] == "logreg":
+        return LogisticRegression(C=p["C"], class_weight="balanced", max_iter=500,
+                                  random_state=task.seed)
+    return MLPClassifier(hidden_layer_sizes=(p["hidden"],), alpha=p["alpha"],
+                         early_stopping=True, max_iter=200, random_state=task.seed)
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f for f in [
+        Family("linear_svm", ("text", "onehot", "num_scaled"), "sparse", _suggest_svm,
+               _build_svm, {"C": 0.5, "class_weight": "balanced"}),
+        Family("logreg", ("text", "onehot", "num_scaled"), "sparse", _suggest_logreg,
+               _build_logreg, {"C": 20.0, "class_weight": "balanced"}),
+        Family("complement_nb", ("text", "onehot"), "sparse", _suggest_nb, _build_nb,
+               {"alpha": 0.1}, requires=("text",)),
+        Family("lightgbm", ("num_raw", "cat_count", "cat_target", "text_svd", "text_oof"),
+               "dense", _suggest_lgbm, _lgbm,
+               {"n_estimators": 300, "learning_rate": 0.06, "num_leaves": 31,
+                "min_child_samples": 20, "subsample": 0.9, "colsample_bytree": 0.6,
+                "reg_lambda": 0.1}),
+        Family("catboost", ("num_raw", "cat_str", "text_oof"), "frame", _suggest_catboost,
+               _build_catboost, {"iterations": 400, "depth": 6, "learning_rate": 0.1,
+                                 "l2_leaf_reg": 3.0}, requires=("cat_str",)),
+        Family("embed", ("embed", "num_scaled", "onehot"), "dense", _suggest_embed,
+               _build_embed, {"head": "logreg", "C": 10.0}, requires=("embed",)),
+    ]
+}
+
+
+def default_params_as_trial(family: Family) -> dict[str, Any]:
+    """The family's defaults in Optuna's flat parameter names (for ``enqueue_trial``)."""
+    return {"family": family.name, **{f"{family.name}.{k}": v for k, v in
+                                      family.defaults.items()}}
+
+
+def to_frame(outputs: dict[str, Any], names: tuple[str, ...]) -> pd.DataFrame:
+    """Block outputs side by side in one DataFrame (categorical strings stay strings)."""
+    frames = []
+    for n in names:
+        out = outputs[n]
+        if isinstance(out, pd.DataFrame):
+            frames.append(out.reset_index(drop=True).set_axis(
+                [f"{n}:{c}" for c in out.columns], axis=1))
+        else:
+            arr = out.toarray() if sparse.issparse(out) else np.asarray(out)
+            frames.append(pd.DataFrame(arr, columns=[f"{n}:{i}" for i in range(arr.shape[1])]))
+    return pd.concat(frames, axis=1)

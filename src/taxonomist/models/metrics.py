@@ -1,0 +1,108 @@
+"""Scores computed from class probabilities, and the choice of the primary metric."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from taxonomist.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    greater_is_better: bool
+    fn: Callable[[np.ndarray, np.ndarray], float]  # (y codes, probabilities) -> score
+
+    def __call__(self, y: np.ndarray, proba: np.ndarray) -> float:
+        return float(self.fn(y, proba))
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.greater_is_better else a < b
+
+    def loss(self, score: float) -> float:
+        """A number to minimise, whatever the direction."""
+        return -score if self.greater_is_better else score
+
+
+def _labels(proba: np.ndarray) -> np.ndarray:
+    return np.asarray(proba).argmax(axis=1)
+
+
+def _auc(y: np.ndarray, proba: np.ndarray) -> float:
+    if proba.shape[1] == 2:
+        return skm.roc_auc_score(y, proba[:, 1])
+    present = np.unique(y)
+    p = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-12, None)
+    return skm.roc_auc_score(np.searchsorted(present, y), p, multi_class="ovr",
+                             average="macro")
+
+
+def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    return skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=np.arange(proba.shape[1]))
+
+
+METRICS: dict[str, Metric] = {
+    "f1_macro": Metric("f1_macro", True, lambda y, p: skm.f1_score(y, _labels(p),
+                                                                    average="macro")),
+    "f1_weighted": Metric("f1_weighted", True,
+                          lambda y, p: skm.f1_score(y, _labels(p), average="weighted")),
+    "accuracy": Metric("accuracy", True, lambda y, p: skm.accuracy_score(y, _labels(p))),
+    "balanced_accuracy": Metric("balanced_accuracy", True,
+                                lambda y, p: skm.balanced_accuracy_score(y, _labels(p))),
+    "roc_auc": Metric("roc_auc", True, _auc),
+    "log_loss": Metric("log_loss", False, _log_loss),
+}
+
+
+def primary_metric(n_classes: int, requested: str | None = None) -> Metric:
+    """ROC AUC for binary tasks, macro-F1 for multiclass, unless ``requested``."""
+    if requested is None:
+        return METRICS["roc_auc" if n_classes == 2 else "f1_macro"]
+    if requested not in METRICS:
+        raise InvalidParameterError(
+            f"The 'metric' parameter must be one of {', '.join(METRICS)}. Got '{requested}'.",
+            details={"allowed": list(METRICS), "received": requested})
+    return METRICS[requested]
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Mean |accuracy - confidence| over confidence bins, weighted by bin size."""
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
+    """Everything the evaluate command reports; binary-only keys are None for multiclass."""
+    pred = _labels(proba)
+    binary = proba.shape[1] == 2
+    labels = np.arange(len(classes))
+    p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    per_class = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                     "support": int(s[i])} for i, c in enumerate(classes)}
+    out = {
+        "n": int(len(y)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "f1_macro": float(skm.f1_score(y, pred, average="macro", labels=np.unique(y),
+                                       zero_division=0)),
+        "f1_weighted": float(skm.f1_score(y, pred, average="weighted", zero_division=0)),
+        "roc_auc": None,
+        "log_loss": None,
+        "ece": expected_calibration_error(y, proba),
+        "per_class": per_class,
+        "confusion_matrix": skm.confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+    if binary and len(np.unique(y)) == 2:
+        out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
+        out["log_loss"] = float(_log_loss(y, proba))
+    return out

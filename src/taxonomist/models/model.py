@@ -1,0 +1,190 @@
+"""The trained classifier: feature blocks, an ensemble of members, calibrated probabilities."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from taxonomist.data.schema import ColumnRole, Schema, suggest_column
+from taxonomist.errors import SchemaMismatchError
+from taxonomist.features.build import FeatureBlocks
+from taxonomist.models.calibration import apply_temperature
+from taxonomist.models.candidates import FAMILIES
+from taxonomist.models.search import family_matrix, proba_full
+
+logger = logging.getLogger(__name__)
+
+Records = pd.DataFrame | dict[str, Any] | list[dict[str, Any]]
+
+
+@dataclass
+class Member:
+    """One fitted model of the ensemble and its weight."""
+
+    family: str
+    params: dict[str, Any]
+    weight: float
+    temperature: float
+    estimator: Any
+    score: float
+
+
+@dataclass
+class TaxonomistModel:
+    """A trained classifier. ``predict``/``predict_proba`` take a DataFrame, a dict (one
+    record) or a list of dicts with the training feature columns; extra columns are ignored."""
+
+    schema: Schema
+    classes: list[Any]
+    blocks: FeatureBlocks
+    members: list[Member]
+    temperature: float
+    metric: str
+    info: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None
+
+    # -- input ------------------------------------------------------------------------------
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.schema.features
+
+    def prepare(self, data: Records) -> pd.DataFrame:
+        """Check ``data`` against the training schema and return the feature columns."""
+        if isinstance(data, dict):
+            data = [data]
+        if isinstance(data, list):
+            if not all(isinstance(r, dict) for r in data):
+                raise SchemaMismatchError("Records must be JSON objects (column -> value).")
+            df = pd.DataFrame.from_records(data)
+        elif isinstance(data, pd.DataFrame):
+            df = data
+        else:
+            raise SchemaMismatchError(
+                f"Expected a DataFrame, a dict or a list of dicts; got {type(data).__name__}.")
+        columns = [str(c) for c in df.columns]
+        missing = [c for c in self.feature_columns if c not in columns]
+        if missing:
+            hints = {c: suggest_column(c, columns) for c in missing}
+            hint = "; ".join(f"'{c}' (did you mean '{h}'?)" if h else f"'{c}'"
+                             for c, h in hints.items())
+            raise SchemaMismatchError(
+                f"The data lacks {len(missing)} column(s) the model was trained on: {hint}. "
+                f"Expected columns: {', '.join(self.feature_columns)}. Add them (empty values "
+                "are allowed) or predict with a model trained on these columns.",
+                details={"missing": missing, "expected": self.feature_columns})
+        out = df[self.feature_columns].reset_index(drop=True).copy()
+        for col in self.schema.numeric:
+            s = out[col]
+            if not pd.api.types.is_numeric_dtype(s):
+                parsed = pd.to_numeric(s, errors="coerce")
+                bad = s[parsed.isna() & s.notna() & (s.astype(str).str.strip() != "")]
+                if len(bad):
+                    raise SchemaMismatchError(
+                        f"Column '{col}' must be numeric but has {len(bad)} non-numeric "
+                        f"value(s), e.g. {[str(v) for v in bad.unique()[:3]]}. Send numbers "
+                        "(or leave the value empty).",
+                        details={"column": col, "bad_values": [str(v) for v in bad.unique()[:5]]})
+                out[col] = parsed
+        for col in self.schema.text + self.schema.categorical:
+            s = out[col]
+            if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+                out[col] = s.astype("object").where(s.notna(), None).map(
+                    lambda v: None if v is None else str(v))
+        return out
+
+    # -- prediction -------------------------------------------------------------------------
+    def _member_blocks(self) -> list[str]:
+        names: list[str] = []
+        for m in self.members:
+            for b in FAMILIES[m.family].blocks:
+                if b in self.blocks.fitted and b not in names:
+                    names.append(b)
+        return names
+
+    def _proba(self, X: pd.DataFrame) -> np.ndarray:
+        outputs = self.blocks.transform(X, self._member_blocks())
+        total = np.zeros((len(X), len(self.classes)), dtype=np.float64)
+        for m in self.members:
+            matrix = family_matrix(FAMILIES[m.family], outputs)
+            p = proba_full(m.estimator, matrix, len(self.classes))
+            total += m.weight * apply_temperature(p, m.temperature)
+        return apply_temperature(total.astype(np.float32), self.temperature)
+
+    def predict_proba(self, data: Records) -> pd.DataFrame:
+        """Calibrated class probabilities, one column per class, one row per record."""
+        X = self.prepare(data)
+        return pd.DataFrame(self._proba(X), columns=[str(c) for c in self.classes])
+
+    def predict(self, data: Records) -> np.ndarray:
+        """The most probable class of each record."""
+        X = self.prepare(data)
+        return np.asarray(self.classes, dtype=object)[self._proba(X).argmax(axis=1)]
+
+    def predict_frame(self, data: Records) -> pd.DataFrame:
+        """The input plus ``prediction`` and one ``proba_<class>`` column per class."""
+        X = self.prepare(data)
+        proba = self._proba(X)
+        base = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(
+            [data] if isinstance(data, dict) else data)
+        out = base.reset_index(drop=True).copy()
+        out["prediction"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        for i, c in enumerate(self.classes):
+            out[f"proba_{c}"] = proba[:, i]
+        return out
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self, data: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
+        """Scores on labelled ``data`` (rows whose label the model does not know count as
+        errors; rows without a label are skipped)."""
+        from taxonomist.data.schema import require_column
+        from taxonomist.errors import TargetError
+        from taxonomist.models.metrics import classification_metrics
+
+        target = target or self.schema.target
+        assert target is not None
+        require_column(target, [str(c) for c in data.columns], what="target")
+        labelled = data[data[target].notna()].reset_index(drop=True)
+        if labelled.empty:
+            raise TargetError(f"No row has a value in '{target}'; nothing to evaluate.")
+        proba = self._proba(self.prepare(labelled))
+        index = {str(c): i for i, c in enumerate(self.classes)}
+        truth = labelled[target].map(lambda v: _label_key(v))
+        unknown = sorted(set(truth) - set(index))
+        # Unknown labels get an extra class column the model never predicts.
+        if unknown:
+            proba = np.hstack([proba, np.zeros((len(proba), len(unknown)), dtype=np.float32)])
+            for j, u in enumerate(unknown):
+                index[u] = len(self.classes) + j
+        y = truth.map(index).to_numpy(dtype=int)
+        names = [str(c) for c in self.classes] + unknown
+        result = classification_metrics(y, proba, names)
+        result["unknown_labels"] = unknown
+        return result
+
+    # -- explanation ------------------------------------------------------------------------
+    def explain(self, record: dict[str, Any], top: int = 10) -> dict[str, Any]:
+        """The predicted label, the class probabilities and the words and features that pushed
+        the prediction towards that label (positive) or away from it (negative)."""
+        from taxonomist.models.explain import explain_record
+
+        return explain_record(self, record, top=top)
+
+    @property
+    def families(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for m in self.members:
+            out[m.family] = out.get(m.family, 0.0) + m.weight
+        return out
+
+    def roles(self) -> dict[str, str]:
+        return {c: str(r) for c, r in self.schema.roles.items() if r != ColumnRole.IGNORE}
+
+
+def _label_key(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

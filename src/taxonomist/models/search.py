@@ -1,0 +1,249 @@
+"""Search model families and hyper-parameters with Optuna under a time or trial budget.
+
+Each trial picks a family and its parameters (TPE), fits it on every validation fold of the
+cached feature blocks, reports the running score after each fold (so the median pruner stops
+hopeless trials early) and keeps its out-of-fold probabilities for ensemble selection.
+The search stops early enough to leave time for the final refit of the ensemble.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from taxonomist.features.build import FeatureBlocks, stack_blocks
+from taxonomist.models.calibration import apply_temperature, fit_temperature
+from taxonomist.models.candidates import FAMILIES, Family, Task, default_params_as_trial, \
+    to_frame
+from taxonomist.models.metrics import Metric
+
+logger = logging.getLogger(__name__)
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+KEEP_TOP = 30
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial: its family, parameters, cross-validated score and predictions."""
+
+    number: int
+    family: str
+    params: dict[str, Any]
+    score: float
+    oof: np.ndarray  # probabilities for the validation rows, already temperature-scaled
+    temperature: float
+    fold_seconds: float  # mean time to fit one fold
+
+
+@dataclass
+class Progress:
+    """What a progress bar shows after each trial."""
+
+    trials_done: int
+    trials_pruned: int
+    best_score: float | None
+    best_family: str | None
+    elapsed: float
+    time_budget: float | None
+    n_trials: int | None
+    phase: str = "search"
+
+    @property
+    def time_left(self) -> float | None:
+        return None if self.time_budget is None else max(0.0, self.time_budget - self.elapsed)
+
+
+@dataclass
+class SearchResult:
+    records: list[TrialRecord]
+    study: optuna.Study
+    folds: Folds
+    valid_idx: np.ndarray
+    protocol: dict[str, Any]
+    pruned: int = 0
+    skipped_families: dict[str, str] = field(default_factory=dict)
+
+
+def choose_folds(y: np.ndarray, seed: int) -> tuple[Folds, dict[str, Any]]:
+    """Stratified k-fold for small and medium data, a stratified holdout for large data."""
+    n = len(y)
+    if n > 60_000:
+        test_size = min(0.2, 20_000 / n)
+        train, valid = train_test_split(np.arange(n), test_size=test_size, stratify=y,
+                                        random_state=seed)
+        return [(np.sort(train), np.sort(valid))], {"kind": "holdout", "test_size": test_size,
+                                                    "seed": seed}
+    k = 5 if n <= 15_000 else 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # classes smaller than k: reported already
+        folds = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(n), y))
+    return folds, {"kind": "stratified_kfold", "k": k, "seed": seed}
+
+
+def proba_full(model: Any, X: Any, n_classes: int) -> np.ndarray:
+    """``predict_proba`` with a column for every class, also those missing from training."""
+    p = np.asarray(model.predict_proba(X), dtype=np.float32)
+    classes = np.asarray(model.classes_)
+    if len(classes) == n_classes:
+        return p
+    out = np.zeros((p.shape[0], n_classes), dtype=np.float32)
+    out[:, classes.astype(int)] = p
+    return out
+
+
+def family_matrix(family: Family, outputs: dict[str, Any]) -> Any:
+    names = tuple(b for b in family.blocks if b in outputs)
+    if family.layout == "frame":
+        return to_frame(outputs, names)
+    return stack_blocks(outputs, names, as_sparse=family.layout == "sparse")
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return X.iloc[idx].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[idx]
+
+
+class ModelSearch:
+    """Runs the study; see the module docstring."""
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        y: np.ndarray,
+        blocks: FeatureBlocks,
+        task: Task,
+        metric: Metric,
+        folds: Folds,
+        families: list[str],
+        *,
+        deadline: float | None,
+        n_trials: int | None,
+        started: float,
+        time_budget: float | None,
+        on_progress: Callable[[Progress], None] | None = None,
+        block_costs: dict[str, float] | None = None,
+    ) -> None:
+        self.df, self.y, self.blocks, self.task, self.metric = df, y, blocks, task, metric
+        self.folds = folds
+        self.valid_idx = np.concatenate([v for _, v in folds])
+        self.families = families
+        self.deadline = deadline
+        self.n_trials = n_trials
+        self.started = started
+        self.time_budget = time_budget
+        self.on_progress = on_progress
+        self.block_costs = block_costs or {}
+        self.records: list[TrialRecord] = []
+        self.family_fold_seconds: dict[str, list[float]] = {}
+        self.pruned = 0
+        self._matrices: dict[str, Any] = {}
+
+    # -- time accounting -------------------------------------------------------------------
+    def refit_reserve(self) -> float:
+        """Seconds to keep for refitting the likely ensemble members on all rows."""
+        top = sorted(self.records, key=lambda r: self.metric.loss(r.score))[:4]
+        per_fit = sum(r.fold_seconds for r in top) * (1 + 1 / max(len(self.folds), 2))
+        return 2.0 + 1.2 * per_fit
+
+    def expected_trial_seconds(self, family: str) -> float:
+        """Median past cost of the family, or the cost of fitting its blocks if never run."""
+        times = self.family_fold_seconds.get(family)
+        if times:
+            return float(np.median(times)) * len(self.folds)
+        return sum(self.block_costs.get(b, 0.0) for b in FAMILIES[family].blocks
+                   if b not in self.blocks.train_outputs)
+
+    def _time_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.perf_counter()
+
+    # -- the objective ----------------------------------------------------------------------
+    def _matrix(self, family: Family) -> Any:
+        if family.name not in self._matrices:
+            outputs = {b: self.blocks.fit_block(b, self.df, self.y)
+                       for b in family.blocks if b in self.blocks.specs}
+            self._matrices[family.name] = family_matrix(family, outputs)
+        return self._matrices[family.name]
+
+    def objective(self, trial: optuna.Trial) -> float:
+        name = trial.suggest_categorical("family", self.families)
+        family = FAMILIES[name]
+        params = family.suggest(trial, self.task)
+        if self.deadline is not None:
+            needed = self.expected_trial_seconds(name) + self.refit_reserve()
+            if needed > self._time_left():
+                raise optuna.TrialPruned(f"{name} needs ~{needed:.0f}s; not enough time left")
+        X = self._matrix(family)
+        k = self.task.n_classes
+        oof = np.zeros((len(self.y), k), dtype=np.float32)
+        fold_times = []
+        for step, (train, valid) in enumerate(self.folds):
+            if self._time_left() < self.refit_reserve() * 0.5:
+                raise optuna.TrialPruned("time budget reached")
+            start = time.perf_counter()
+            model = family.build(params, self.task)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(_rows(X, train), self.y[train])
+            oof[valid] = proba_full(model, _rows(X, valid), k)
+            fold_times.append(time.perf_counter() - start)
+            self.family_fold_seconds.setdefault(name, []).append(fold_times[-1])
+            seen = np.concatenate([v for _, v in self.folds[: step + 1]])
+            running = self.metric(self.y[seen], oof[seen])
+            trial.report(self.metric.loss(running), step)
+            if step < len(self.folds) - 1 and trial.should_prune():
+                raise optuna.TrialPruned(f"fold {step + 1} score {running:.4f}")
+        valid_oof = oof[self.valid_idx]
+        y_valid = self.y[self.valid_idx]
+        temperature = fit_temperature(valid_oof, y_valid)
+        valid_oof = apply_temperature(valid_oof, temperature)
+        score = self.metric(y_valid, valid_oof)
+        self.records.append(TrialRecord(trial.number, name, params, score, valid_oof,
+                                        temperature, float(np.mean(fold_times))))
+        self.records.sort(key=lambda r: (self.metric.loss(r.score), r.number))
+        del self.records[KEEP_TOP:]
+        trial.set_user_attr("fold_seconds", float(np.mean(fold_times)))
+        return self.metric.loss(score)
+
+    # -- running ----------------------------------------------------------------------------
+    def _callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            self.pruned += 1
+        best = self.records[0] if self.records else None
+        if self.on_progress:
+            self.on_progress(Progress(
+                trials_done=len(study.trials), trials_pruned=self.pruned,
+                best_score=best.score if best else None,
+                best_family=best.family if best else None,
+                elapsed=time.perf_counter() - self.started, time_budget=self.time_budget,
+                n_trials=self.n_trials))
+        if self.deadline is None:
+            return
+        left = self._time_left() - self.refit_reserve()
+        cheapest = min((self.expected_trial_seconds(f) for f in self.families), default=0.0)
+        if left <= 0 or (self.records and cheapest > left):
+            study.stop()
+
+    def run(self) -> SearchResult:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=self.task.seed, multivariate=True,
+                                             group=True, n_startup_trials=len(self.families)
+                                             + 4, warn_independent_sampling=False)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=len(self.families) + 2,
+                                             n_warmup_steps=0)
+        study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        for name in self.families:
+            study.enqueue_trial(default_params_as_trial(FAMILIES[name]))
+        timeout = None if self.deadline is None else max(self._time_left(), 1.0)
+        # With a time budget the loop ends through the callback; n_trials caps it otherwise.
+        study.optimize(self.objective, n_trials=self.n_trials, timeout=timeout,
+                       callbacks=[self._callback], catch=(MemoryError,))
+        return SearchResult(self.records, study, self.folds, self.valid_idx, {})

@@ -1,0 +1,309 @@
+"""Train: from a table to a tuned, calibrated, evaluated ensemble (and a registry version)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from taxonomist.config import Settings, get_settings
+from taxonomist.data.load import TableSource, load_table
+from taxonomist.data.profile import DatasetProfile, profile_table
+from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, require_column
+from taxonomist.data.validate import ValidationReport, validate_training_table
+from taxonomist.errors import BudgetError, InvalidParameterError
+from taxonomist.features.build import FeatureBlocks, block_specs
+from taxonomist.models.calibration import apply_temperature, fit_temperature
+from taxonomist.models.candidates import FAMILIES, Task
+from taxonomist.models.ensemble import greedy_ensemble
+from taxonomist.models.metrics import (
+    Metric,
+    classification_metrics,
+    expected_calibration_error,
+    primary_metric,
+)
+from taxonomist.models.model import Member, TaxonomistModel
+from taxonomist.models.search import ModelSearch, Progress, SearchResult, choose_folds
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIME_BUDGET = 120.0
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the model, its cross-validated scores and where it is stored."""
+
+    model: TaxonomistModel
+    metrics: dict[str, Any]
+    train_seconds: float
+    best_family: str
+    report: ValidationReport
+    profile: DatasetProfile
+    leaderboard: pd.DataFrame
+    name: str | None = None
+    version: int | None = None
+    promoted: bool = False
+    promotion_reason: str = ""
+    run_id: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``train --json`` contract."""
+        keys = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
+        return {
+            "model": self.name,
+            "version": self.version,
+            "metrics": {k: self.metrics.get(k) for k in keys} | {
+                "primary": self.metrics["primary"],
+                "primary_metric": self.metrics["primary_metric"]},
+            "train_seconds": round(self.train_seconds, 2),
+            "best_family": self.best_family,
+            "ensemble": self.model.families,
+            "promoted": self.promoted,
+        }
+
+
+def _check_budget(time_budget: float | None, trials: int | None) -> None:
+    if trials is not None and (not isinstance(trials, int) or trials < 1):
+        raise InvalidParameterError(
+            f"The 'trials' parameter must be an int in the range [1, inf). Got {trials!r}.")
+    if time_budget is not None and time_budget < 5:
+        raise InvalidParameterError(
+            "The 'time_budget' parameter must be a number of seconds in the range [5, inf). "
+            f"Got {time_budget!r}.")
+
+
+def _overrides(text: list[str] | None, roles: dict[str, str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = dict(roles or {})
+    for col in text or []:
+        out[col] = ColumnRole.TEXT
+    return out
+
+
+def _available_families(blocks: FeatureBlocks, task: Task, df: pd.DataFrame, schema: Schema,
+                        time_budget: float | None, requested: list[str] | None
+                        ) -> tuple[list[str], dict[str, str]]:
+    skipped: dict[str, str] = {}
+    names = requested or list(FAMILIES)
+    for n in names:
+        if n not in FAMILIES:
+            raise InvalidParameterError(
+                f"Unknown model family '{n}'. Choose from: {', '.join(FAMILIES)}.")
+    out = []
+    for n in names:
+        fam = FAMILIES[n]
+        missing = [b for b in fam.requires if b not in blocks.specs]
+        if missing or not any(b in blocks.specs for b in fam.blocks):
+            skipped[n] = "no suitable columns"
+            continue
+        out.append(n)
+    if "catboost" in out and schema.text and not requested:
+        # CatBoost pays off on tabular-heavy data; with text it mostly duplicates LightGBM.
+        if len(schema.categorical) + len(schema.numeric) < 3 * len(schema.text):
+            out.remove("catboost")
+            skipped["catboost"] = "text-heavy data"
+    if "logreg" in out and task.text_nnz * task.n_classes > 3e8 and not requested:
+        out.remove("logreg")
+        skipped["logreg"] = "too slow on this many n-grams x classes"
+    if "embed" in out and time_budget is not None and not requested:
+        seconds = embedding_seconds(blocks, df, schema)
+        if seconds > 0.25 * time_budget:
+            out.remove("embed")
+            skipped["embed"] = (f"embedding {task.n_rows} texts takes ~{seconds:.0f}s, over a "
+                                "quarter of the time budget (cached embeddings are free: "
+                                "train again with a larger budget once)")
+    return out, skipped
+
+
+def embedding_seconds(blocks: FeatureBlocks, df: pd.DataFrame, schema: Schema) -> float:
+    """Estimated seconds to embed the texts not yet in the embedding cache."""
+    from taxonomist.embed.cache import EmbeddingCache, text_key
+    from taxonomist.embed.encoders import get_encoder
+    from taxonomist.embed.transformer import join_text_columns
+
+    embedder = blocks.specs["embed"].make()
+    encoder = get_encoder(embedder.encoder)
+    texts = join_text_columns(df[schema.text])
+    step = max(1, len(texts) // 200)
+    sample = texts[::step]
+    if embedder.cache_path:
+        cache = EmbeddingCache(embedder.cache_path)
+        found = cache.get(encoder.name, [text_key(t) for t in sample], encoder.dim)
+        cache.close()
+        sample = [t for t in sample if text_key(t) not in found]
+    return encoder.estimate_seconds(sample) * step if sample else 0.0
+
+
+def _encode_target(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    values = series
+    if not pd.api.types.is_numeric_dtype(values):
+        values = values.astype(str)
+    elif pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("int64")
+    classes, y = np.unique(values.to_numpy(), return_inverse=True)
+    return y.astype(np.int64), [c.item() if hasattr(c, "item") else c for c in classes]
+
+
+def _measure_speed(model: TaxonomistModel, df: pd.DataFrame) -> dict[str, float]:
+    sample = df.iloc[: min(len(df), 2000)]
+    start = time.perf_counter()
+    model.predict_proba(sample)
+    batch = len(sample) / max(time.perf_counter() - start, 1e-9)
+    record = sample.iloc[0][model.feature_columns].to_dict()
+    times = []
+    for _ in range(21):
+        t = time.perf_counter()
+        model.predict_proba(record)
+        times.append(time.perf_counter() - t)
+    return {"predict_rows_per_second": float(batch),
+            "predict_one_ms_p50": float(np.median(times) * 1000)}
+
+
+def train(
+    data: TableSource,
+    target: str,
+    *,
+    text: list[str] | None = None,
+    roles: dict[str, str] | None = None,
+    time_budget: float | None = DEFAULT_TIME_BUDGET,
+    trials: int | None = None,
+    metric: str | None = None,
+    name: str | None = None,
+    promote: bool = False,
+    register: bool = True,
+    families: list[str] | None = None,
+    seed: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    settings: Settings | None = None,
+) -> TrainResult:
+    """Train the best classifier the budget allows for ``target`` on ``data``.
+
+    With ``trials`` and no ``time_budget`` the search runs exactly that many trials and the same
+    data give the same model. With ``name`` (and ``register``) the model becomes a new version
+    of that registered model; the alias ``champion`` moves to it when it beats the current
+    champion on the same validation protocol, on first registration, or with ``promote``.
+    """
+    started = time.perf_counter()
+    settings = settings or get_settings()
+    seed = settings.seed if seed is None else seed
+    if trials is not None and time_budget == DEFAULT_TIME_BUDGET:
+        time_budget = None  # a trial budget replaces the default time budget
+    _check_budget(time_budget, trials)
+    df = load_table(data)
+    require_column(target, [str(c) for c in df.columns], what="target")
+    schema = infer_column_roles(df, target, _overrides(text, roles))
+    folds_k = 5
+    df, schema, report = validate_training_table(df, schema, n_splits=folds_k)
+    for w in report.warnings:
+        logger.warning(w)
+    profile = profile_table(df, schema)
+    y, classes = _encode_target(df[target])
+    metric_obj = primary_metric(len(classes), metric)
+    folds, protocol = choose_folds(y, seed)
+    protocol.update(metric=metric_obj.name, n_rows=int(len(y)))
+    X = df[schema.features].reset_index(drop=True)
+    encoder = None
+    if schema.text:
+        from taxonomist.embed.encoders import encoder_for_language
+
+        encoder = encoder_for_language(profile.language).name
+    blocks = FeatureBlocks(block_specs(schema, X, folds, seed, embed_encoder=encoder,
+                                       cache_path=str(settings.cache_dir / "embeddings.db")))
+    text_nnz = 0
+    if "text" in blocks.specs:
+        text_nnz = int(blocks.fit_block("text", X, y).nnz)
+    task = Task(n_rows=len(y), n_classes=len(classes), seed=seed, n_jobs=settings.n_jobs,
+                text_nnz=text_nnz, has_categorical=bool(schema.categorical))
+    names, skipped = _available_families(blocks, task, X, schema, time_budget, families)
+    logger.info("families: %s; skipped: %s", names, skipped)
+    deadline = None if time_budget is None else started + time_budget
+    block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
+    search = ModelSearch(X, y, blocks, task, metric_obj, folds, names, deadline=deadline,
+                         n_trials=trials, started=started, time_budget=time_budget,
+                         on_progress=on_progress, block_costs=block_costs)
+    result = search.run()
+    result.skipped_families = skipped
+    result.protocol = protocol
+    if not result.records:
+        raise BudgetError(
+            f"No model finished within the time budget of {time_budget:.0f}s "
+            f"({len(y)} rows, {len(classes)} classes). Give more time with --time-budget.",
+            details={"time_budget": time_budget})
+    model, metrics = _finish(search, result, schema, classes, metric_obj, y, settings,
+                             on_progress, started, time_budget)
+    model.profile = profile.to_dict()
+    model.info.update(protocol=protocol, skipped_families=skipped,
+                      validation=report.to_dict(), target=target)
+    metrics.update(_measure_speed(model, X))
+    train_seconds = time.perf_counter() - started
+    metrics["train_seconds"] = train_seconds
+    model.info["metrics"] = metrics
+    best_family = max(model.families.items(), key=lambda kv: kv[1])[0]
+    leaderboard = _leaderboard(result)
+    out = TrainResult(model=model, metrics=metrics, train_seconds=train_seconds,
+                      best_family=best_family, report=report, profile=profile,
+                      leaderboard=leaderboard)
+    if name and register:
+        from taxonomist.registry import register_training
+
+        register_training(out, name=name, promote=promote, study=result.study,
+                          settings=settings)
+        out.train_seconds = time.perf_counter() - started
+    return out
+
+
+def _finish(search: ModelSearch, result: SearchResult, schema: Schema, classes: list[Any],
+            metric: Metric, y: np.ndarray, settings: Settings,
+            on_progress: ProgressCallback | None, started: float,
+            time_budget: float | None) -> tuple[TaxonomistModel, dict[str, Any]]:
+    """Ensemble selection, calibration and the refit of the chosen members on all rows."""
+    if on_progress:
+        on_progress(Progress(len(result.study.trials), search.pruned, result.records[0].score,
+                             result.records[0].family, time.perf_counter() - started,
+                             time_budget, search.n_trials, phase="refit"))
+    y_valid = y[result.valid_idx]
+    records = result.records[:20]
+    weights, ens_score = greedy_ensemble([r.oof for r in records], y_valid, metric)
+    oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
+    oof = np.asarray(oof, dtype=np.float32)
+    temperature = fit_temperature(oof, y_valid)
+    calibrated = apply_temperature(oof, temperature)
+    metrics = classification_metrics(y_valid, calibrated, [str(c) for c in classes])
+    metrics.update(
+        primary_metric=metric.name, primary=float(metric(y_valid, calibrated)),
+        best_single=float(records[0].score), best_single_family=records[0].family,
+        ece_uncalibrated=expected_calibration_error(y_valid, oof),
+        n_trials=len(result.study.trials), n_pruned=search.pruned,
+        validation=result.protocol.get("kind"))
+    members = []
+    for w, r in zip(weights, records, strict=True):
+        if w <= 0:
+            continue
+        family = FAMILIES[r.family]
+        estimator = family.build(r.params, search.task)
+        estimator.fit(search._matrices[r.family], y)
+        members.append(Member(r.family, r.params, float(w), r.temperature, estimator, r.score))
+    search.blocks.drop_training_outputs()
+    search.blocks.prune({b for m in members for b in FAMILIES[m.family].blocks
+                         if b in search.blocks.fitted})
+    model = TaxonomistModel(schema=schema, classes=classes, blocks=search.blocks,
+                            members=members, temperature=temperature, metric=metric.name)
+    model.info["trials"] = [{"number": r.number, "family": r.family, "score": r.score,
+                             "params": r.params} for r in result.records]
+    return model, metrics
+
+
+def _leaderboard(result: SearchResult) -> pd.DataFrame:
+    return pd.DataFrame([{"trial": r.number, "family": r.family, "score": r.score,
+                          "fold_seconds": r.fold_seconds, "params": r.params}
+                         for r in result.records])
+
+
+__all__ = ["DEFAULT_TIME_BUDGET", "TrainResult", "train"]

@@ -1,0 +1,21 @@
+"""The MLflow pyfunc flavour: any MLflow tool (``mlflow models serve``, ``mlflow.pyfunc.load_model``)
+gets the label and one ``proba_<class>`` column per class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+
+class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context: Any) -> None:
+        import joblib
+
+        self.model = joblib.load(context.artifacts["model"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
+                ) -> pd.DataFrame:
+        out = self.model.predict_frame(model_input)
+        return out[["prediction", *[c for c in out.columns if str(c).startswith("proba_")]]]

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TAXONOMIST_SHARED", ROOT.parent / "shared")) / "data"
+DATA = Path(__file__).parent / "data"
+
+
+def shared(path: str) -> Path:
+    p = SHARED / path
+    if not p.exists():
+        pytest.skip(f"shared data set {p} is not available")
+    return p
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh TAXONOMIST_HOME for one test."""
+    from taxonomist.config import get_settings
+
+    monkeypatch.setenv("TAXONOMIST_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TAXONOMIST_MLFLOW_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def rakuten() -> pd.DataFrame:
+    return pd.read_csv(shared("rakuten/products.csv"))
+
+
+@pytest.fixture(scope="session")
+def toy() -> pd.DataFrame:
+    """A small, clearly separable three-class table with text, categorical and numeric data."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    words = {"sport": ["football", "tennis", "match", "goal", "team", "score"],
+             "cooking": ["recipe", "pasta", "oven", "bake", "garlic", "sauce"],
+             "finance": ["bank", "loan", "stock", "invest", "budget", "money"]}
+    filler = ["the", "a", "best", "new", "app", "for", "you", "and", "with", "daily"]
+    rows = []
+    for i in range(240):
+        label = list(words)[i % 3]
+        text = " ".join(rng.choice(words[label], 3).tolist() + rng.choice(filler, 4).tolist())
+        rows.append({"title": text, "store": ["eu", "us", "asia"][rng.integers(3)],
+                     "price": float(rng.integers(0, 10)), "label": label})
+    return pd.DataFrame(rows)
