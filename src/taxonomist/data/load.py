@@ -301,6 +301,15 @@ def _looks_cyrillic(path: Path) -> bool:
 
 
 def _mostly_cyrillic(data: bytes) -> bool:
-    high = bytes(b for b in data if b >= 0x80)
-    cyr = sum(1 for ch in high.decode("cp1251", errors="replace") if "\u0400" <= ch <= "\u04ff")
-    return bool(high) and cyr / len(high) > 0.6
+    """cp1251 rather than latin-1: Cyrillic words are runs of bytes >= 0x80, while accented
+    Latin letters mostly stand alone between ASCII letters."""
+    import numpy as np
+
+    b = np.frombuffer(data, dtype=np.uint8)
+    high = b >= 0xC0
+    if not high.any():
+        return False
+    neighbour = np.zeros_like(high)
+    neighbour[1:] |= high[:-1]
+    neighbour[:-1] |= high[1:]
+    return float((high & neighbour).sum()) / float(high.sum()) > 0.5

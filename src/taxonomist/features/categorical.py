@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import OneHotEncoder, TargetEncoder
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 MISSING = "__missing__"
 
@@ -32,17 +32,17 @@ class CountEncoder(TransformerMixin, BaseEstimator):
         self.normalize = normalize
 
     def fit(self, X: Any, y: Any = None) -> CountEncoder:
-        df = as_category_strings(X)
-        self.feature_names_in_ = np.array([str(c) for c in df.columns], dtype=object)
+        df = as_category_strings(self._check(X, reset=True))
         self.counts_ = [df[c].value_counts().to_dict() for c in df.columns]
         return self
 
+    def _check(self, X: Any, *, reset: bool) -> Any:
+        checked = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=reset)
+        return X if isinstance(X, pd.DataFrame) else checked
+
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "counts_")
-        df = as_category_strings(X)
-        if df.shape[1] != len(self.counts_):
-            raise ValueError(f"X has {df.shape[1]} columns; CountEncoder was fitted on "
-                             f"{len(self.counts_)}.")
+        df = as_category_strings(self._check(X, reset=False))
         out = np.empty(df.shape, dtype=np.float32)
         for j, (col, counts) in enumerate(zip(df.columns, self.counts_, strict=True)):
             out[:, j] = df[col].map(counts).fillna(0).to_numpy(dtype=np.float32)
@@ -50,7 +50,16 @@ class CountEncoder(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "counts_")
-        return np.array([f"count({c})" for c in self.feature_names_in_], dtype=object)
+        names = getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        return np.array([f"count({c})" for c in names], dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
 
 
 class CategoryStrings(TransformerMixin, BaseEstimator):
@@ -75,5 +84,7 @@ def one_hot(min_frequency: int = 5, max_categories: int | None = 200) -> OneHotE
 def target_encoder(seed: int = 0) -> TargetEncoder:
     """Out-of-fold target (CTR) encoder: ``fit_transform`` cross-fits, so a row's own label
     never leaks into its encoding; ``transform`` uses the encoding learned on all rows."""
-    return TargetEncoder(target_type="auto", smooth="auto", cv=5, shuffle=True,
-                         random_state=seed)
+    from sklearn.model_selection import KFold
+
+    return TargetEncoder(target_type="auto", smooth="auto",
+                         cv=KFold(5, shuffle=True, random_state=seed))

@@ -14,8 +14,16 @@ def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+def _clip_shrink(x: np.ndarray) -> np.ndarray:
+    # Standardised values clipped to [-4, 4], then shrunk so the whole block has a norm near
+    # that of one TF-IDF row: unshrunk, they slowed LinearSVC's solver sixfold (349 vs 38
+    # iterations on the app-store demo) for no gain in accuracy.
+    x = np.clip(np.asarray(x, dtype=np.float32), -4.0, 4.0)
+    return x / (2.0 * np.sqrt(max(x.shape[1], 1)))
+
+
 def scaled_numeric() -> Pipeline:
-    """For linear models and neural heads: impute, compress heavy tails, standardise.
+    """For linear models and neural heads: impute, compress heavy tails, standardise, shrink.
 
     Counts and sizes (downloads, bytes, prices) span orders of magnitude; a signed log keeps
     one huge value from dominating a linear model's input.
@@ -24,6 +32,7 @@ def scaled_numeric() -> Pipeline:
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
         FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
         StandardScaler(),
+        FunctionTransformer(_clip_shrink, feature_names_out="one-to-one"),
     )
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.svm import LinearSVC
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 class OutOfFoldDecision(TransformerMixin, BaseEstimator):
@@ -32,7 +33,9 @@ class OutOfFoldDecision(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        y = np.asarray(y)
+        X, y = validate_data(self, X, y, accept_sparse="csr", reset=True,
+                             dtype=[np.float64, np.float32])
+        check_classification_targets(y)
         self.classes_ = np.unique(y)
         width = 1 if len(self.classes_) == 2 else len(self.classes_)
         out = np.zeros((X.shape[0], width), dtype=np.float32)
@@ -53,7 +56,15 @@ class OutOfFoldDecision(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
         return self._decision(self.estimator_, X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
 
 def _default_folds(y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -265,9 +265,9 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
         kept_before = np.concatenate(([0], np.cumsum(kept)))
         indptr = kept_before[counts.indptr]
         data = (np.log(counts.data[kept]) + 1) * self.idf_[cols]
-        sq = np.add.reduceat(data * data, indptr[:-1]) if data.size else np.zeros(0)
         lengths = np.diff(indptr)
-        norms = np.where(lengths > 0, np.sqrt(sq[: len(lengths)] if sq.size else 0.0), 1.0)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=len(lengths)))
         norms[norms == 0] = 1.0
         data /= np.repeat(norms, lengths).astype(np.float32)
         return sparse.csr_matrix((data.astype(np.float32), cols.astype(np.int32), indptr),

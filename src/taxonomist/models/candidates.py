@@ -14,11 +14,12 @@ import optuna
 import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import LinearSVC
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> SoftmaxLinearSVC:
+        X, y = validate_data(self, X, y, accept_sparse="csr", reset=True)
+        check_classification_targets(y)
         self.svc_ = LinearSVC(C=self.C, class_weight=self.class_weight,
                               random_state=self.random_state, tol=1e-3, max_iter=2000)
         self.svc_.fit(X, y)
@@ -56,34 +59,82 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "svc_")
-        d = self.svc_.decision_function(X)
-        return np.column_stack([-d, d]) / 2 if d.ndim == 1 else d
+        X = validate_data(self, X, accept_sparse="csr", reset=False)
+        return self.svc_.decision_function(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        d = self.decision_function(X) * 4.0
+        d = self.decision_function(X)
+        if d.ndim == 1:
+            d = np.column_stack([-d, d]) / 2
+        d = d * 4.0
         d -= d.max(axis=1, keepdims=True)
         e = np.exp(d)
         return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        d = self.decision_function(X)
+        return self.classes_[(d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)]
 
     @property
     def coef_(self) -> np.ndarray:
         return self.svc_.coef_
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class DeadlineReached(Exception):
+    """A boosted model stopped adding trees because the search ran out of time."""
+
+
+class LightGBMModel(ClassifierMixin, BaseEstimator):
+    """LightGBM's classifier with an optional wall-clock deadline for ``fit``."""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"params": self.params}
+
+    def fit(self, X: Any, y: Any, deadline: float | None = None) -> LightGBMModel:
+        import time
+
+        from lightgbm import LGBMClassifier
+        from lightgbm.callback import EarlyStopException
+
+        def stop_at_deadline(env: Any) -> None:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
+        self.model_ = LGBMClassifier(**self.params)
+        self.model_.fit(X, y, callbacks=[stop_at_deadline])
+        if deadline is not None and time.perf_counter() > deadline:
+            raise DeadlineReached("LightGBM stopped at the deadline")
+        self.classes_ = self.model_.classes_
+        self.booster_ = self.model_.booster_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        # One thread for a handful of rows: starting threads costs more than the trees.
+        threads = 1 if X.shape[0] < 64 else self.params.get("n_jobs", 2)
+        return np.asarray(self.model_.predict_proba(X, num_threads=threads))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
 
 def _lgbm(params: dict[str, Any], task: Task) -> Any:
-    from lightgbm import LGBMClassifier
-
-    return LGBMClassifier(
+    return LightGBMModel(
         objective="binary" if task.n_classes == 2 else "multiclass",
         n_estimators=params["n_estimators"], learning_rate=params["learning_rate"],
         num_leaves=params["num_leaves"], min_child_samples=params["min_child_samples"],
         subsample=params["subsample"], subsample_freq=1,
         colsample_bytree=params["colsample_bytree"], reg_lambda=params["reg_lambda"],
         class_weight=params.get("class_weight"), random_state=task.seed, n_jobs=task.n_jobs,
-        deterministic=True, force_col_wise=True, verbose=-1)
+        max_bin=63, deterministic=True, force_col_wise=True, verbose=-1)
 
 
 class CatBoostModel(ClassifierMixin, BaseEstimator):
@@ -100,8 +151,14 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.thread_count = thread_count
 
-    def fit(self, X: pd.DataFrame, y: Any) -> CatBoostModel:
+    def fit(self, X: pd.DataFrame, y: Any, deadline: float | None = None) -> CatBoostModel:
+        import time
+
         from catboost import CatBoostClassifier
+
+        class StopAtDeadline:
+            def after_iteration(self, info: Any) -> bool:
+                return deadline is None or time.perf_counter() < deadline
 
         cat_features = [i for i, t in enumerate(X.dtypes) if t == object or
                         pd.api.types.is_string_dtype(t)]
@@ -110,7 +167,9 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
             l2_leaf_reg=self.l2_leaf_reg, auto_class_weights=self.auto_class_weights,
             random_seed=self.random_state, thread_count=self.thread_count, verbose=False,
             allow_writing_files=False, cat_features=cat_features)
-        self.model_.fit(X, np.asarray(y))
+        self.model_.fit(X, np.asarray(y), callbacks=[StopAtDeadline()])
+        if deadline is not None and time.perf_counter() > deadline:
+            raise DeadlineReached("CatBoost stopped at the deadline")
         self.classes_ = np.asarray(self.model_.classes_)
         return self
 
@@ -133,6 +192,7 @@ class Family:
     build: Callable[[dict[str, Any], Task], Any]
     defaults: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()  # blocks that must exist for the family to make sense
+    accepts_deadline: bool = False  # fit(X, y, deadline=...) stops adding trees in time
 
 
 def _suggest_svm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
@@ -147,15 +207,17 @@ def _build_svm(p: dict[str, Any], task: Task) -> Any:
 
 
 def _suggest_logreg(trial: optuna.Trial, task: Task) -> dict[str, Any]:
-    return {"C": trial.suggest_float("logreg.C", 0.1, 100.0, log=True),
+    return {"alpha": trial.suggest_float("logreg.alpha", 1e-6, 1e-3, log=True),
             "class_weight": trial.suggest_categorical("logreg.class_weight",
                                                       ["balanced", "none"])}
 
 
 def _build_logreg(p: dict[str, Any], task: Task) -> Any:
+    # Averaged SGD on the log loss: lbfgs needs ~6 s a fit for 23 classes on 2k app
+    # descriptions, SGD 0.2 s for nearly the same accuracy.
     cw = None if p["class_weight"] == "none" else p["class_weight"]
-    return LogisticRegression(C=p["C"], class_weight=cw, max_iter=300, tol=1e-3,
-                              random_state=task.seed)
+    return SGDClassifier(loss="log_loss", alpha=p["alpha"], class_weight=cw, average=True,
+                         max_iter=50, tol=1e-4, random_state=task.seed, n_jobs=task.n_jobs)
 
 
 def _suggest_nb(trial: optuna.Trial, task: Task) -> dict[str, Any]:
@@ -168,7 +230,7 @@ def _build_nb(p: dict[str, Any], task: Task) -> Any:
 
 def _suggest_lgbm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     return {
-        "n_estimators": trial.suggest_int("lightgbm.n_estimators", 100, 700, step=50),
+        "n_estimators": trial.suggest_int("lightgbm.n_estimators", 50, 500, step=50),
         "learning_rate": trial.suggest_float("lightgbm.learning_rate", 0.02, 0.2, log=True),
         "num_leaves": trial.suggest_int("lightgbm.num_leaves", 8, 96, log=True),
         "min_child_samples": trial.suggest_int("lightgbm.min_child_samples", 5, 80, log=True),
@@ -214,17 +276,18 @@ FAMILIES: dict[str, Family] = {
         Family("linear_svm", ("text", "onehot", "num_scaled"), "sparse", _suggest_svm,
                _build_svm, {"C": 0.5, "class_weight": "balanced"}),
         Family("logreg", ("text", "onehot", "num_scaled"), "sparse", _suggest_logreg,
-               _build_logreg, {"C": 20.0, "class_weight": "balanced"}),
+               _build_logreg, {"alpha": 2e-5, "class_weight": "balanced"}),
         Family("complement_nb", ("text", "onehot"), "sparse", _suggest_nb, _build_nb,
                {"alpha": 0.1}, requires=("text",)),
         Family("lightgbm", ("num_raw", "cat_count", "cat_target", "text_svd", "text_oof"),
-               "dense", _suggest_lgbm, _lgbm,
-               {"n_estimators": 300, "learning_rate": 0.06, "num_leaves": 31,
+               "dense", _suggest_lgbm, _lgbm, accepts_deadline=True, defaults=
+               {"n_estimators": 150, "learning_rate": 0.1, "num_leaves": 15,
                 "min_child_samples": 20, "subsample": 0.9, "colsample_bytree": 0.6,
                 "reg_lambda": 0.1}),
         Family("catboost", ("num_raw", "cat_str", "text_oof"), "frame", _suggest_catboost,
                _build_catboost, {"iterations": 400, "depth": 6, "learning_rate": 0.1,
-                                 "l2_leaf_reg": 3.0}, requires=("cat_str",)),
+                                 "l2_leaf_reg": 3.0}, requires=("cat_str",),
+               accepts_deadline=True),
         Family("embed", ("embed", "num_scaled", "onehot"), "dense", _suggest_embed,
                _build_embed, {"head": "logreg", "C": 10.0}, requires=("embed",)),
     ]

@@ -184,6 +184,35 @@ class TaxonomistModel:
         return {c: str(r) for c, r in self.schema.roles.items() if r != ColumnRole.IGNORE}
 
 
+_WEIGHTS = ("coef_", "components_", "feature_log_prob_")
+
+
+def prepare_for_inference(obj: Any, _seen: set[int] | None = None) -> None:
+    """Store weight matrices Fortran-ordered, recursively through nested estimators.
+
+    Linear models, SVD and naive Bayes compute ``X @ W.T``; with a C-ordered ``W`` scipy copies
+    ``W.T`` on every call (0.3 ms for 62k n-grams x 23 classes, twenty times per record).
+    """
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen or obj is None or isinstance(obj, str | int | float | np.ndarray):
+        return
+    seen.add(id(obj))
+    state = getattr(obj, "__dict__", None)
+    if state is None:
+        if isinstance(obj, list | tuple):
+            for item in obj:
+                prepare_for_inference(item, seen)
+        return
+    for name, value in list(state.items()):
+        if name in _WEIGHTS and isinstance(value, np.ndarray) and value.ndim == 2:
+            state[name] = np.asfortranarray(value)
+        elif hasattr(value, "__dict__") or isinstance(value, list | tuple):
+            prepare_for_inference(value, seen)
+        elif isinstance(value, dict):
+            for item in value.values():
+                prepare_for_inference(item, seen)
+
+
 def _label_key(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))

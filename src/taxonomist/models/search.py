@@ -22,8 +22,14 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from taxonomist.features.build import FeatureBlocks, stack_blocks
 from taxonomist.models.calibration import apply_temperature, fit_temperature
-from taxonomist.models.candidates import FAMILIES, Family, Task, default_params_as_trial, \
-    to_frame
+from taxonomist.models.candidates import (
+    FAMILIES,
+    DeadlineReached,
+    Family,
+    Task,
+    default_params_as_trial,
+    to_frame,
+)
 from taxonomist.models.metrics import Metric
 
 logger = logging.getLogger(__name__)
@@ -182,17 +188,32 @@ class ModelSearch:
             if needed > self._time_left():
                 raise optuna.TrialPruned(f"{name} needs ~{needed:.0f}s; not enough time left")
         X = self._matrix(family)
+        # No single trial may take more than 30% of the time left when it starts, so one slow
+        # family (CatBoost on many classes) cannot starve the rest of the search.
+        trial_deadline = None
+        if self.deadline is not None:
+            trial_deadline = time.perf_counter() + 0.3 * max(
+                self._time_left() - self.refit_reserve(), 0.0)
         k = self.task.n_classes
         oof = np.zeros((len(self.y), k), dtype=np.float32)
         fold_times = []
         for step, (train, valid) in enumerate(self.folds):
-            if self._time_left() < self.refit_reserve() * 0.5:
+            if self._time_left() < self.refit_reserve() * 0.5 or (
+                    trial_deadline is not None and time.perf_counter() > trial_deadline):
                 raise optuna.TrialPruned("time budget reached")
             start = time.perf_counter()
             model = family.build(params, self.task)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(_rows(X, train), self.y[train])
+            kwargs = {}
+            if family.accepts_deadline and trial_deadline is not None:
+                kwargs["deadline"] = trial_deadline
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(_rows(X, train), self.y[train], **kwargs)
+            except DeadlineReached as exc:
+                self.family_fold_seconds.setdefault(name, []).append(
+                    (time.perf_counter() - start) * 2)
+                raise optuna.TrialPruned(str(exc)) from exc
             oof[valid] = proba_full(model, _rows(X, valid), k)
             fold_times.append(time.perf_counter() - start)
             self.family_fold_seconds.setdefault(name, []).append(fold_times[-1])

@@ -27,7 +27,7 @@ from taxonomist.models.metrics import (
     expected_calibration_error,
     primary_metric,
 )
-from taxonomist.models.model import Member, TaxonomistModel
+from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
 from taxonomist.models.search import ModelSearch, Progress, SearchResult, choose_folds
 
 logger = logging.getLogger(__name__)
@@ -109,9 +109,6 @@ def _available_families(blocks: FeatureBlocks, task: Task, df: pd.DataFrame, sch
         if len(schema.categorical) + len(schema.numeric) < 3 * len(schema.text):
             out.remove("catboost")
             skipped["catboost"] = "text-heavy data"
-    if "logreg" in out and task.text_nnz * task.n_classes > 3e8 and not requested:
-        out.remove("logreg")
-        skipped["logreg"] = "too slow on this many n-grams x classes"
     if "embed" in out and time_budget is not None and not requested:
         seconds = embedding_seconds(blocks, df, schema)
         if seconds > 0.25 * time_budget:
@@ -295,6 +292,7 @@ def _finish(search: ModelSearch, result: SearchResult, schema: Schema, classes: 
                          if b in search.blocks.fitted})
     model = TaxonomistModel(schema=schema, classes=classes, blocks=search.blocks,
                             members=members, temperature=temperature, metric=metric.name)
+    prepare_for_inference(model)
     model.info["trials"] = [{"number": r.number, "family": r.family, "score": r.score,
                              "params": r.params} for r in result.records]
     return model, metrics

@@ -1,0 +1,106 @@
+"""Feature transformers: the scikit-learn contract and their numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from taxonomist.features import CountEncoder, HashedTfidfVectorizer, OutOfFoldDecision
+from taxonomist.features.text import hashed_ngram_counts, ngram_bucket, ngrams_of
+from taxonomist.models.candidates import SoftmaxLinearSVC
+
+TEXTS = ["Red running shoes for men", "Women's red dress, size M", "Chaussures de course rouges",
+         "Красное платье", "shoes shoes shoes", ""]
+
+
+def _expected_failures(est) -> dict[str, str]:
+    if isinstance(est, OutOfFoldDecision):
+        # By design fit_transform returns out-of-fold values, unlike fit().transform(),
+        # exactly as scikit-learn's own TargetEncoder.
+        why = "fit_transform is out-of-fold by design"
+        return {"check_transformer_general": why,
+                "check_transformer_general(readonly_memmap=True)": why,
+                "check_transformer_data_not_an_array": why,
+                "check_fit2d_1sample": "needs two rows per fold"}
+    return {}
+
+
+@parametrize_with_checks([CountEncoder(), SoftmaxLinearSVC(), OutOfFoldDecision()],
+                         expected_failed_checks=_expected_failures)
+def test_sklearn_contract(estimator, check) -> None:
+    check(estimator)
+
+
+def test_python_and_vectorised_hashes_agree() -> None:
+    for text in TEXTS:
+        counts = hashed_ngram_counts([text], n_features=1 << 18)
+        grams = ngrams_of(text, word_ngrams=(1, 2), char_ngrams=(2, 5))
+        buckets = {ngram_bucket(k, g, n, n_features=1 << 18) for k, g, n in grams}
+        assert buckets == set(counts.indices.tolist()), text
+        assert counts.sum() == len(grams)
+
+
+def test_tfidf_rows_are_unit_norm_and_match_sklearn_idf_order() -> None:
+    vec = HashedTfidfVectorizer(char_ngrams=None, min_df=1)
+    X = vec.fit_transform(TEXTS)
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    assert np.allclose(norms[:-1], 1.0, atol=1e-5)
+    assert norms[-1] == 0.0  # the empty text
+    # Same IDF values as scikit-learn's smooth IDF for the same words.
+    ref = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"[^\W_]+")
+    ref.fit([t.lower() for t in TEXTS])
+    assert np.allclose(sorted(vec.idf_), sorted(ref.idf_), atol=1e-5)
+
+
+def test_min_df_drops_rare_ngrams_and_unseen_text_maps_to_nothing() -> None:
+    vec = HashedTfidfVectorizer(min_df=2)
+    vec.fit(TEXTS)
+    unseen = vec.transform(["zzqx wvvk"])
+    assert unseen.nnz == 0
+    seen = vec.transform(["red shoes"])
+    assert seen.nnz > 0
+
+
+def test_transform_is_batch_independent_and_pickles() -> None:
+    import pickle
+
+    vec = HashedTfidfVectorizer().fit(TEXTS * 3)
+    whole = vec.transform(TEXTS).toarray()
+    one_by_one = np.vstack([vec.transform([t]).toarray() for t in TEXTS])
+    assert np.allclose(whole, one_by_one)
+    again = pickle.loads(pickle.dumps(vec))
+    assert np.allclose(again.transform(TEXTS).toarray(), whole)
+
+
+def test_count_encoder_counts() -> None:
+    enc = CountEncoder(normalize=False).fit(pd.DataFrame({"c": ["a", "a", "b", None]}))
+    out = enc.transform(pd.DataFrame({"c": ["a", "b", "zzz", None]}))
+    assert out[:, 0].tolist() == [2.0, 1.0, 0.0, 1.0]
+
+
+def test_out_of_fold_decision_never_sees_the_row_label() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 400))
+    y = rng.integers(0, 2, 200)  # pure noise: in-sample scores would separate, OOF cannot
+    oof = OutOfFoldDecision().fit_transform(X, y)
+    in_sample = OutOfFoldDecision().fit(X, y).transform(X)
+    acc_oof = ((oof[:, 0] > 0) == y).mean()
+    acc_in = ((in_sample[:, 0] > 0) == y).mean()
+    assert acc_in > 0.95
+    assert 0.35 < acc_oof < 0.65
+
+
+@pytest.mark.torch
+def test_missing_torch_extra_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    from taxonomist.embed.encoders import ENCODERS, _models
+    from taxonomist.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    monkeypatch.delitem(_models, "minilm", raising=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'taxonomist\[torch\]'"):
+        ENCODERS["minilm"].encode(["hello"])
