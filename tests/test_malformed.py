@@ -95,3 +95,10 @@ def test_cli_exits_2_with_one_message_and_no_traceback(name: str, home) -> None:
     listing = CliRunner().invoke(app, ["models", "list", "--json"])
     assert listing.exit_code == 0
     assert listing.stdout.strip() == "[]"
+
+
+def test_multiline_text_with_many_commas_is_not_mistaken_for_an_unclosed_quote(tmp_path) -> None:
+    lines = "\n".join(["Intro line", "a, b, c", "more text", "x, y, z", "end", "fin"])
+    p = tmp_path / "ok.csv"
+    p.write_text('title,body,label\nApp,"' + lines + '",games\nOther,plain,tools\n')
+    assert load_table(p).shape == (2, 3)

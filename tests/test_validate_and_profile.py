@@ -24,7 +24,7 @@ def test_unlabelled_rows_and_tiny_classes_are_dropped_and_reported() -> None:
 
 
 def test_empty_text_column_is_ignored_with_a_warning() -> None:
-    df = pd.DataFrame({"t": ["alpha beta gamma"] * 20, "empty": [None] * 20,
+    df = pd.DataFrame({"t": [f"alpha beta {i}" for i in range(20)], "empty": [None] * 20,
                        "y": ["a", "b"] * 10})
     schema = infer_column_roles(df, "y", {"empty": "text"})
     _, schema2, report = validate_training_table(df, schema)

@@ -56,9 +56,10 @@ def _fail(exc: BaseException) -> NoReturn:
     if _state["debug"]:
         raise exc
     if isinstance(exc, TaxonomistError):
-        err.print(f"[bold red]Error[/] ({exc.code}): {exc.message}", highlight=False)
+        err.print(f"[bold red]Error[/] ({exc.code}): {exc.message}", highlight=False,
+                  soft_wrap=True)
     else:
-        err.print(f"[bold red]Error[/]: {exc}", highlight=False)
+        err.print(f"[bold red]Error[/]: {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

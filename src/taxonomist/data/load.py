@@ -272,7 +272,7 @@ def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | N
                           ) -> None:
     """Raise when a quote left open made the parser read many rows into one cell.
 
-    The parser accepts such files silently; the sign is a cell whose lines each look like a
+    The parser accepts such files silently; the sign is a cell whose lines mostly look like a
     whole row (as many delimiters as the header has).
     """
     width = width or df.shape[1]
@@ -287,7 +287,9 @@ def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | N
         for row, cell in multi.items():
             lines = cell.split("\n")
             rowlike = sum(1 for line in lines[1:] if line.count(sep) == width - 1)
-            if rowlike >= 2:
+            # Real multi-line texts (bulleted app descriptions) have a few comma-heavy lines;
+            # swallowed rows make up most of the cell.
+            if rowlike >= 2 and rowlike >= 0.5 * (len(lines) - 1):
                 raise FileFormatError(
                     f"'{path.name}': a quote opened in data row {int(row) + 1} "
                     f"is never closed, so {len(lines)} lines were read as one value. Close or "

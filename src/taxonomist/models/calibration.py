@@ -6,6 +6,15 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 
+PROBA_FLOOR = 1e-6
+
+
+def floor_probabilities(proba: np.ndarray) -> np.ndarray:
+    """No class is ever impossible: clip at :data:`PROBA_FLOOR` and renormalise."""
+    p = np.clip(proba, PROBA_FLOOR, None)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
     """Rescale probabilities as softmax(log(p) / T)."""
     if temperature == 1.0:
@@ -17,7 +26,7 @@ def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
-    """The T in [0.05, 20] that minimises the log loss of ``apply_temperature(proba, T)``."""
+    """The T in [0.1, 20] that minimises the log loss of ``apply_temperature(proba, T)``."""
     logp = np.log(np.clip(proba, 1e-12, 1.0))
     rows = np.arange(len(y))
 
@@ -27,6 +36,8 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
         lse = np.log(np.exp(z).sum(axis=1))
         return float(np.mean(lse - z[rows, y]))
 
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+    # The lower bound keeps perfectly separated validation data from sharpening the
+    # probabilities without limit.
+    res = minimize_scalar(nll, bounds=(np.log(0.1), np.log(20.0)), method="bounded",
                           options={"xatol": 1e-3})
     return float(np.exp(res.x))

@@ -12,7 +12,7 @@ import pandas as pd
 from taxonomist.data.schema import ColumnRole, Schema, suggest_column
 from taxonomist.errors import SchemaMismatchError
 from taxonomist.features.build import FeatureBlocks
-from taxonomist.models.calibration import apply_temperature
+from taxonomist.models.calibration import apply_temperature, floor_probabilities
 from taxonomist.models.candidates import FAMILIES
 from taxonomist.models.search import family_matrix, proba_full
 
@@ -112,7 +112,8 @@ class TaxonomistModel:
             matrix = family_matrix(FAMILIES[m.family], outputs)
             p = proba_full(m.estimator, matrix, len(self.classes))
             total += m.weight * apply_temperature(p, m.temperature)
-        return apply_temperature(total.astype(np.float32), self.temperature)
+        return floor_probabilities(apply_temperature(total.astype(np.float32),
+                                                     self.temperature))
 
     def predict_proba(self, data: Records) -> pd.DataFrame:
         """Calibrated class probabilities, one column per class, one row per record."""
