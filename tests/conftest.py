@@ -38,23 +38,35 @@ def rakuten() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def toy() -> pd.DataFrame:
-    """A small three-class table (mostly separable, 10% label noise) with text, categorical and numeric data."""
+    """Three classes of short texts with a categorical and a numeric column; mostly
+    separable, with 10% label noise."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    words = {"sport": ["football", "tennis", "match", "goal", "team", "score"],
-             "cooking": ["recipe", "pasta", "oven", "bake", "garlic", "sauce"],
-             "finance": ["bank", "loan", "stock", "invest", "budget", "money"]}
+    words = {
+        "sport": ["football", "tennis", "match", "goal", "team", "score"],
+        "cooking": ["recipe", "pasta", "oven", "bake", "garlic", "sauce"],
+        "finance": ["bank", "loan", "stock", "invest", "budget", "money"],
+    }
     filler = ["the", "a", "best", "new", "app", "for", "you", "and", "with", "daily"]
     rows = []
     labels = list(words)
     for i in range(240):
         label = labels[i % 3]
         other = labels[rng.integers(3)]
-        text = " ".join(rng.choice(words[label], 2).tolist() + rng.choice(words[other], 1)
-                        .tolist() + rng.choice(filler, 4).tolist())
+        text = " ".join(
+            rng.choice(words[label], 2).tolist()
+            + rng.choice(words[other], 1).tolist()
+            + rng.choice(filler, 4).tolist()
+        )
         if rng.random() < 0.1:  # label noise keeps probabilities away from 0 and 1
             label = labels[rng.integers(3)]
-        rows.append({"title": text, "store": ["eu", "us", "asia"][rng.integers(3)],
-                     "price": float(rng.integers(0, 10)), "label": label})
+        rows.append(
+            {
+                "title": text,
+                "store": ["eu", "us", "asia"][rng.integers(3)],
+                "price": float(rng.integers(0, 10)),
+                "label": label,
+            }
+        )
     return pd.DataFrame(rows)

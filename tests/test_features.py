@@ -12,8 +12,14 @@ from taxonomist.features import CountEncoder, HashedTfidfVectorizer, OutOfFoldDe
 from taxonomist.features.text import hashed_ngram_counts, ngram_bucket, ngrams_of
 from taxonomist.models.candidates import SoftmaxLinearSVC
 
-TEXTS = ["Red running shoes for men", "Women's red dress, size M", "Chaussures de course rouges",
-         "Красное платье", "shoes shoes shoes", ""]
+TEXTS = [
+    "Red running shoes for men",
+    "Women's red dress, size M",
+    "Chaussures de course rouges",
+    "Красное платье",
+    "shoes shoes shoes",
+    "",
+]
 
 
 def _expected_failures(est) -> dict[str, str]:
@@ -21,15 +27,19 @@ def _expected_failures(est) -> dict[str, str]:
         # By design fit_transform returns out-of-fold values, unlike fit().transform(),
         # exactly as scikit-learn's own TargetEncoder.
         why = "fit_transform is out-of-fold by design"
-        return {"check_transformer_general": why,
-                "check_transformer_general(readonly_memmap=True)": why,
-                "check_transformer_data_not_an_array": why,
-                "check_fit2d_1sample": "needs two rows per fold"}
+        return {
+            "check_transformer_general": why,
+            "check_transformer_general(readonly_memmap=True)": why,
+            "check_transformer_data_not_an_array": why,
+            "check_fit2d_1sample": "needs two rows per fold",
+        }
     return {}
 
 
-@parametrize_with_checks([CountEncoder(), SoftmaxLinearSVC(), OutOfFoldDecision()],
-                         expected_failed_checks=_expected_failures)
+@parametrize_with_checks(
+    [CountEncoder(), SoftmaxLinearSVC(), OutOfFoldDecision()],
+    expected_failed_checks=_expected_failures,
+)
 def test_sklearn_contract(estimator, check) -> None:
     check(estimator)
 

@@ -12,8 +12,10 @@ from taxonomist.errors import ColumnNotFoundError, InvalidParameterError
 
 from .conftest import shared
 
-ROWS = [{"title": "Пицца с грибами и сыром", "shop": "север", "price": 10.5, "label": "еда"},
-        {"title": "Crème brûlée à la vanille", "shop": "sud", "price": 7.0, "label": "dessert"}]
+ROWS = [
+    {"title": "Пицца с грибами и сыром", "shop": "север", "price": 10.5, "label": "еда"},
+    {"title": "Crème brûlée à la vanille", "shop": "sud", "price": 7.0, "label": "dessert"},
+]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1251"])
@@ -43,8 +45,13 @@ def test_delimiter_is_sniffed(tmp_path: Path, sep: str) -> None:
 
 def test_quoted_delimiters_inside_text_do_not_confuse_sniffing(tmp_path: Path) -> None:
     p = tmp_path / "q.csv"
-    df = pd.DataFrame([{"title": "cheap; fast, and good", "label": "a"},
-                       {"title": "slow; but, reliable", "label": "b"}] * 5)
+    df = pd.DataFrame(
+        [
+            {"title": "cheap; fast, and good", "label": "a"},
+            {"title": "slow; but, reliable", "label": "b"},
+        ]
+        * 5
+    )
     df.to_csv(p, index=False)
     assert load_table(p).shape == (10, 2)
 
@@ -87,8 +94,13 @@ def test_roles_on_the_shared_data_sets() -> None:
 
 
 def test_image_paths_and_overrides() -> None:
-    df = pd.DataFrame({"img": [f"images/{i}.jpg" for i in range(20)],
-                       "code": [f"c{i % 4}" for i in range(20)], "y": ["a", "b"] * 10})
+    df = pd.DataFrame(
+        {
+            "img": [f"images/{i}.jpg" for i in range(20)],
+            "code": [f"c{i % 4}" for i in range(20)],
+            "y": ["a", "b"] * 10,
+        }
+    )
     s = infer_column_roles(df, "y", {"code": "text"})
     assert s.roles["img"] == ColumnRole.IMAGE
     assert s.roles["code"] == ColumnRole.TEXT

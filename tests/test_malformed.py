@@ -83,11 +83,21 @@ def test_missing_file() -> None:
         load_table(MALFORMED / "nope.csv")
 
 
-@pytest.mark.parametrize("name", ["empty.csv", "unclosed_quote.csv", "utf16.csv", "book.xlsx",
-                                  "one_class.csv", "duplicate_columns.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "empty.csv",
+        "unclosed_quote.csv",
+        "utf16.csv",
+        "book.xlsx",
+        "one_class.csv",
+        "duplicate_columns.csv",
+    ],
+)
 def test_cli_exits_2_with_one_message_and_no_traceback(name: str, home) -> None:
-    result = CliRunner().invoke(app, ["train", str(MALFORMED / name), "--target", "label",
-                                      "--trials", "1"])
+    result = CliRunner().invoke(
+        app, ["train", str(MALFORMED / name), "--target", "label", "--trials", "1"]
+    )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert "Error (" in result.output

@@ -17,8 +17,7 @@ pytestmark = pytest.mark.xdist_group("train")
 
 
 def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:
-    kwargs = dict(trials=5, register=False, families=["linear_svm", "complement_nb",
-                                                      "lightgbm"])
+    kwargs = dict(trials=5, register=False, families=["linear_svm", "complement_nb", "lightgbm"])
     a = train(rakuten, "prdtypecode", **kwargs)
     b = train(rakuten, "prdtypecode", **kwargs)
     assert a.metrics["primary"] == b.metrics["primary"]
@@ -28,22 +27,24 @@ def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:
     assert a.metrics["n_trials"] == 5
 
 
-def test_trained_model_beats_tfidf_logreg_baseline_on_holdout(rakuten: pd.DataFrame,
-                                                              home) -> None:
+def test_trained_model_beats_tfidf_logreg_baseline_on_holdout(rakuten: pd.DataFrame, home) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 
-    tr, te = train_test_split(rakuten, test_size=0.3, random_state=0,
-                              stratify=rakuten["prdtypecode"].where(
-                                  rakuten["prdtypecode"].map(
-                                      rakuten["prdtypecode"].value_counts()) > 3, 0))
-    text = lambda d: (d["designation"].fillna("") + " " + d["description"].fillna(""))  # noqa: E731
+    tr, te = train_test_split(
+        rakuten,
+        test_size=0.3,
+        random_state=0,
+        stratify=rakuten["prdtypecode"].where(
+            rakuten["prdtypecode"].map(rakuten["prdtypecode"].value_counts()) > 3, 0
+        ),
+    )
+    text = lambda d: d["designation"].fillna("") + " " + d["description"].fillna("")  # noqa: E731
     vec = TfidfVectorizer()
     base = LogisticRegression(max_iter=1000).fit(vec.fit_transform(text(tr)), tr["prdtypecode"])
-    base_f1 = f1_score(te["prdtypecode"], base.predict(vec.transform(text(te))),
-                       average="macro")
+    base_f1 = f1_score(te["prdtypecode"], base.predict(vec.transform(text(te))), average="macro")
     result = train(tr, "prdtypecode", time_budget=40, register=False)
     ours = result.model.evaluate(te)
     assert ours["f1_macro"] > base_f1 + 0.05, (ours["f1_macro"], base_f1)
@@ -59,8 +60,12 @@ def test_binary_ctr_task_uses_roc_auc_and_tabular_families(home) -> None:
     scores = result.model.evaluate(valid)
     assert scores["roc_auc"] > 0.62
     assert scores["log_loss"] < 0.5
-    assert {m.family for m in result.model.members} <= {"lightgbm", "catboost", "linear_svm",
-                                                         "logreg"}
+    assert {m.family for m in result.model.members} <= {
+        "lightgbm",
+        "catboost",
+        "linear_svm",
+        "logreg",
+    }
     proba = result.model.predict_proba(valid)
     assert list(proba.columns) == ["0", "1"]
     # calibrated: the mean predicted click rate is close to the observed one
@@ -68,17 +73,27 @@ def test_binary_ctr_task_uses_roc_auc_and_tabular_families(home) -> None:
 
 
 def test_register_load_champion_and_pyfunc(rakuten: pd.DataFrame, home) -> None:
-    first = train(rakuten, "prdtypecode", trials=4, name="products",
-                  families=["linear_svm", "complement_nb"])
+    first = train(
+        rakuten, "prdtypecode", trials=4, name="products", families=["linear_svm", "complement_nb"]
+    )
     assert (first.version, first.promoted) == (1, True)
-    weaker = train(rakuten, "prdtypecode", trials=1, name="products",
-                   families=["complement_nb"])
+    weaker = train(rakuten, "prdtypecode", trials=1, name="products", families=["complement_nb"])
     assert (weaker.version, weaker.promoted) == (2, False)
     assert "does not beat champion version 1" in weaker.promotion_reason
-    forced = train(rakuten, "prdtypecode", trials=1, name="products",
-                   families=["complement_nb"], promote=True)
-    assert forced.promoted and forced.version == 3
-    assert int(registry.resolve("products").version) == 3
+    other_rows = train(
+        rakuten.iloc[:-20],
+        "prdtypecode",
+        trials=4,
+        name="products",
+        families=["linear_svm", "complement_nb"],
+    )
+    assert not other_rows.promoted
+    assert "validated differently" in other_rows.promotion_reason
+    forced = train(
+        rakuten, "prdtypecode", trials=1, name="products", families=["complement_nb"], promote=True
+    )
+    assert forced.promoted and forced.version == 4
+    assert int(registry.resolve("products").version) == 4
     assert int(registry.resolve("products/1").version) == 1
     registry.set_alias("products/1")
     model = taxonomist.load("products@champion")
@@ -94,19 +109,18 @@ def test_register_load_champion_and_pyfunc(rakuten: pd.DataFrame, home) -> None:
     assert np.allclose(out.filter(like="proba_").sum(axis=1), 1.0, atol=1e-4)
 
     listing = registry.list_models()
-    assert [v["version"] for v in listing[0]["versions"]] == [3, 2, 1]
-    assert listing[0]["versions"][2]["aliases"] == ["champion"]
+    assert [v["version"] for v in listing[0]["versions"]] == [4, 3, 2, 1]
+    assert listing[0]["versions"][3]["aliases"] == ["champion"]
     registry.delete("products/2")
-    assert [v["version"] for v in registry.list_models()[0]["versions"]] == [3, 1]
+    assert [v["version"] for v in registry.list_models()[0]["versions"]] == [4, 3, 1]
     registry.delete("products")
     with pytest.raises(ModelNotFoundError, match="No model version matches 'products'"):
         taxonomist.load("products")
 
 
 def test_prediction_input_errors(rakuten: pd.DataFrame, home) -> None:
-    model = train(rakuten, "prdtypecode", trials=2, register=False,
-                  families=["linear_svm"]).model
-    with pytest.raises(SchemaMismatchError, match="lacks 1 column.*'description'"):
+    model = train(rakuten, "prdtypecode", trials=2, register=False, families=["linear_svm"]).model
+    with pytest.raises(SchemaMismatchError, match=r"lacks 1 column.*'description'"):
         model.predict(rakuten[["designation"]])
     with pytest.raises(SchemaMismatchError, match="must be JSON objects"):
         model.predict([1, 2])  # type: ignore[list-item]
@@ -122,16 +136,19 @@ def test_prediction_input_errors(rakuten: pd.DataFrame, home) -> None:
 def test_model_behaviour_on_toy_data(toy: pd.DataFrame, home) -> None:
     model = train(toy, "label", trials=3, register=False, families=["linear_svm"]).model
     # minimum functionality
-    assert model.predict({"title": "pasta recipe with garlic sauce", "store": "eu",
-                          "price": 3})[0] == "cooking"
+    assert (
+        model.predict({"title": "pasta recipe with garlic sauce", "store": "eu", "price": 3})[0]
+        == "cooking"
+    )
     # invariance: letter case and extra spaces do not change the label
     a = model.predict({"title": "Football MATCH  score", "store": "us", "price": 1})[0]
     b = model.predict({"title": "football match score", "store": "us", "price": 1})[0]
     assert a == b == "sport"
     # direction: adding a strong finance word raises the finance probability
     base = model.predict_proba({"title": "tennis match and goal", "store": "us", "price": 1})
-    more = model.predict_proba({"title": "tennis match and goal bank loan", "store": "us",
-                                "price": 1})
+    more = model.predict_proba(
+        {"title": "tennis match and goal bank loan", "store": "us", "price": 1}
+    )
     assert more["finance"][0] > base["finance"][0]
     assert more["sport"][0] < base["sport"][0]
     why = model.explain({"title": "invest in stock", "store": "eu", "price": 2})

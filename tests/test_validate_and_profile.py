@@ -11,8 +11,12 @@ from .conftest import shared
 
 
 def test_unlabelled_rows_and_tiny_classes_are_dropped_and_reported() -> None:
-    df = pd.DataFrame({"t": [f"text {i} about things" for i in range(40)],
-                       "y": ["a"] * 18 + ["b"] * 18 + ["rare"] + [None, "", "c"]})
+    df = pd.DataFrame(
+        {
+            "t": [f"text {i} about things" for i in range(40)],
+            "y": ["a"] * 18 + ["b"] * 18 + ["rare"] + [None, "", "c"],
+        }
+    )
     schema = infer_column_roles(df, "y")
     clean, _, report = validate_training_table(df, schema)
     assert report.n_rows == 40
@@ -24,8 +28,9 @@ def test_unlabelled_rows_and_tiny_classes_are_dropped_and_reported() -> None:
 
 
 def test_empty_text_column_is_ignored_with_a_warning() -> None:
-    df = pd.DataFrame({"t": [f"alpha beta {i}" for i in range(20)], "empty": [None] * 20,
-                       "y": ["a", "b"] * 10})
+    df = pd.DataFrame(
+        {"t": [f"alpha beta {i}" for i in range(20)], "empty": [None] * 20, "y": ["a", "b"] * 10}
+    )
     schema = infer_column_roles(df, "y", {"empty": "text"})
     _, schema2, report = validate_training_table(df, schema)
     assert str(schema2.roles["empty"]) == "ignore"

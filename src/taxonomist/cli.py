@@ -35,20 +35,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="List, inspect, alias and delete registered models.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, inspect, alias and delete registered models.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
 
-ModelArg = Annotated[str, typer.Argument(
-    help="Registered model: NAME (its champion, else the latest version), NAME@ALIAS or "
-         "NAME/VERSION.")]
-DataArg = Annotated[Path, typer.Argument(
-    help="Data file: CSV/TSV (any of utf-8, cp1251, latin-1; delimiter sniffed), Parquet or "
-         "JSON Lines.")]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Registered model: NAME (its champion, else the latest version), NAME@ALIAS or "
+        "NAME/VERSION."
+    ),
+]
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Data file: CSV/TSV (any of utf-8, cp1251, latin-1; delimiter sniffed), Parquet or "
+        "JSON Lines."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
@@ -56,8 +65,9 @@ def _fail(exc: BaseException) -> NoReturn:
     if _state["debug"]:
         raise exc
     if isinstance(exc, TaxonomistError):
-        err.print(f"[bold red]Error[/] ({exc.code}): {exc.message}", highlight=False,
-                  soft_wrap=True)
+        err.print(
+            f"[bold red]Error[/] ({exc.code}): {exc.message}", highlight=False, soft_wrap=True
+        )
     else:
         err.print(f"[bold red]Error[/]: {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -65,8 +75,9 @@ def _fail(exc: BaseException) -> NoReturn:
 
 def _configure_logging(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("mlflow", "alembic", "matplotlib", "urllib3", "numexpr", "optuna"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if not verbose:
@@ -93,24 +104,50 @@ def _echo_json(data: Any) -> None:
 def train(
     data: DataArg,
     target: Annotated[str, typer.Option("--target", "-t", help="Column with the labels.")],
-    text: Annotated[list[str] | None, typer.Option(
-        "--text", help="A text column (repeat for several). Default: inferred.")] = None,
-    role: Annotated[list[str] | None, typer.Option(
-        "--role", help="Force a column's role, COLUMN=ROLE with ROLE one of text, categorical, "
-                       "numeric, id, ignore (repeatable).")] = None,
-    time_budget: Annotated[float | None, typer.Option(
-        "--time-budget", help="Seconds for the whole training, search and refit included.",
-        min=5)] = None,
-    trials: Annotated[int | None, typer.Option(
-        "--trials", help="Run exactly N search trials instead of a time budget; the same data "
-                         "then give the same model.", min=1)] = None,
-    metric: Annotated[str | None, typer.Option(
-        "--metric", help="Metric to optimise: f1_macro (multiclass default), roc_auc (binary "
-                         "default), f1_weighted, accuracy, balanced_accuracy, log_loss.")] = None,
-    name: Annotated[str, typer.Option(
-        "--name", help="Registered model name; each training adds a version.")] = "",
-    promote: Annotated[bool, typer.Option(
-        "--promote", help="Make this version the champion even if it scores lower.")] = False,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text column (repeat for several). Default: inferred."),
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="Force a column's role, COLUMN=ROLE with ROLE one of text, categorical, "
+            "numeric, id, ignore (repeatable).",
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            help="Seconds for the whole training, search and refit included.",
+            min=5,
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            help="Run exactly N search trials instead of a time budget; the same data "
+            "then give the same model.",
+            min=1,
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="Metric to optimise: f1_macro (multiclass default), roc_auc (binary "
+            "default), f1_weighted, accuracy, balanced_accuracy, log_loss.",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Registered model name; each training adds a version.")
+    ] = "",
+    promote: Annotated[
+        bool,
+        typer.Option("--promote", help="Make this version the champion even if it scores lower."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the best classifier the budget allows and register it.
@@ -124,13 +161,23 @@ def train(
 
     try:
         roles = _parse_roles(role or [])
-        budget = time_budget if time_budget is not None else (
-            None if trials else DEFAULT_TIME_BUDGET)
+        budget = (
+            time_budget if time_budget is not None else (None if trials else DEFAULT_TIME_BUDGET)
+        )
         model_name = name or _default_name(data)
         with _TrainProgress(enabled=not as_json, budget=budget, trials=trials) as bar:
-            result = train_model(data, target, text=text or None, roles=roles,
-                                 time_budget=budget, trials=trials, metric=metric,
-                                 name=model_name, promote=promote, on_progress=bar.update)
+            result = train_model(
+                data,
+                target,
+                text=text or None,
+                roles=roles,
+                time_budget=budget,
+                trials=trials,
+                metric=metric,
+                name=model_name,
+                promote=promote,
+                on_progress=bar.update,
+            )
     except (TaxonomistError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -153,7 +200,8 @@ def _parse_roles(items: list[str]) -> dict[str, str]:
     for item in items:
         if "=" not in item:
             raise InvalidParameterError(
-                f"--role expects COLUMN=ROLE (e.g. --role bundle=categorical); got '{item}'.")
+                f"--role expects COLUMN=ROLE (e.g. --role bundle=categorical); got '{item}'."
+            )
         col, r = item.rsplit("=", 1)
         roles[col.strip()] = r.strip()
     return roles
@@ -163,8 +211,9 @@ class _TrainProgress:
     """A rich progress bar: trials done, best score so far, time left."""
 
     def __init__(self, *, enabled: bool, budget: float | None, trials: int | None) -> None:
-        self.enabled = enabled and err.is_terminal or (enabled and os.environ.get(
-            "TAXONOMIST_PROGRESS") == "1")
+        self.enabled = (enabled and err.is_terminal) or (
+            enabled and os.environ.get("TAXONOMIST_PROGRESS") == "1"
+        )
         self.budget = budget
         self.trials = trials
         self.progress: Any = None
@@ -174,9 +223,14 @@ class _TrainProgress:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                     console=err, transient=True)
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
             self.progress.start()
             total = self.budget if self.budget else (self.trials or 1)
             self.task = self.progress.add_task("searching", total=total, status="starting")
@@ -185,8 +239,11 @@ class _TrainProgress:
     def update(self, p: Any) -> None:
         if not self.progress:
             return
-        best = f"best {p.best_score:.4f} ({p.best_family})" if p.best_score is not None else \
-            "no model yet"
+        best = (
+            f"best {p.best_score:.4f} ({p.best_family})"
+            if p.best_score is not None
+            else "no model yet"
+        )
         left = f" · {p.time_left:.0f}s left" if p.time_left is not None else ""
         status = f"trials {p.trials_done} ({p.trials_pruned} pruned) · {best}{left}"
         done = p.elapsed if self.budget else p.trials_done
@@ -200,9 +257,11 @@ class _TrainProgress:
 
 def _print_training(result: Any) -> None:
     m = result.metrics
-    out.print(f"[bold green]Trained[/] {result.name} version {result.version} in "
-              f"{result.train_seconds:.1f}s "
-              f"({m['n_trials']} trials, validation: {m['validation']}).")
+    out.print(
+        f"[bold green]Trained[/] {result.name} version {result.version} in "
+        f"{result.train_seconds:.1f}s "
+        f"({m['n_trials']} trials, validation: {m['validation']})."
+    )
     table = Table(title="Cross-validated scores", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -215,13 +274,17 @@ def _print_training(result: Any) -> None:
     table.add_row("predict one record p50", f"{m['predict_one_ms_p50']:.2f} ms")
     out.print(table)
     ensemble = ", ".join(f"{k} {v:.0%}" for k, v in result.model.families.items())
-    out.print(f"Ensemble: {ensemble}. Best single model: {m['best_single_family']} "
-              f"({m['best_single']:.4f}).")
+    out.print(
+        f"Ensemble: {ensemble}. Best single model: {m['best_single_family']} "
+        f"({m['best_single']:.4f})."
+    )
     out.print(f"Champion: {'yes' if result.promoted else 'no'} — {result.promotion_reason}.")
     for w in result.report.warnings:
         out.print(f"[yellow]Note:[/] {w}", highlight=False)
-    out.print(f"Next: taxonomist predict {result.name} DATA --output predictions.csv · "
-              f"taxonomist models show {result.name}")
+    out.print(
+        f"Next: taxonomist predict {result.name} DATA --output predictions.csv · "
+        f"taxonomist models show {result.name}"
+    )
 
 
 # -- predict / evaluate ---------------------------------------------------------------------
@@ -229,9 +292,15 @@ def _print_training(result: Any) -> None:
 def predict(
     model: ModelArg,
     data: DataArg,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write the input plus 'prediction' and 'proba_<class>' columns "
-                               "here (.csv, .parquet or .jsonl).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the input plus 'prediction' and 'proba_<class>' columns "
+            "here (.csv, .parquet or .jsonl).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict labels and class probabilities for every row of DATA."""
@@ -246,12 +315,19 @@ def predict(
     except (TaxonomistError, OSError) as exc:
         _fail(exc)
     if as_json:
-        _echo_json({"model": m.info.get("registry"), "n": len(frame),
-                    "output": str(output) if output else None,
-                    "predictions": None if output else frame[
-                        ["prediction", *[c for c in frame.columns if c.startswith("proba_")]]
-                    ].to_dict(orient="records"),
-                    "counts": frame["prediction"].astype(str).value_counts().to_dict()})
+        _echo_json(
+            {
+                "model": m.info.get("registry"),
+                "n": len(frame),
+                "output": str(output) if output else None,
+                "predictions": None
+                if output
+                else frame[
+                    ["prediction", *[c for c in frame.columns if c.startswith("proba_")]]
+                ].to_dict(orient="records"),
+                "counts": frame["prediction"].astype(str).value_counts().to_dict(),
+            }
+        )
         return
     counts = frame["prediction"].astype(str).value_counts()
     out.print(f"Predicted {len(frame)} rows with {model}.")
@@ -276,8 +352,8 @@ def _write_table(frame: Any, path: Path) -> None:
         frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
     else:
         raise InvalidParameterError(
-            f"Cannot write '{path.name}': use an output ending in .csv, .tsv, .parquet or "
-            ".jsonl.")
+            f"Cannot write '{path.name}': use an output ending in .csv, .tsv, .parquet or .jsonl."
+        )
 
 
 @app.command()
@@ -298,8 +374,10 @@ def evaluate(
         _fail(exc)
     keys = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "per_class")
     if as_json:
-        _echo_json({k: result[k] for k in keys} | {"ece": result["ece"],
-                                                    "unknown_labels": result["unknown_labels"]})
+        _echo_json(
+            {k: result[k] for k in keys}
+            | {"ece": result["ece"], "unknown_labels": result["unknown_labels"]}
+        )
         return
     out.print(f"{model} on {data.name} ({result['n']} labelled rows)")
     for k in keys[1:-1]:
@@ -307,8 +385,9 @@ def evaluate(
             out.print(f"  {k}: {result[k]:.4f}")
     table = Table("class", "precision", "recall", "f1", "support")
     for c, v in result["per_class"].items():
-        table.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
-                      str(v["support"]))
+        table.add_row(
+            c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])
+        )
     out.print(table)
     if result["unknown_labels"]:
         out.print(f"[yellow]Labels the model never saw:[/] {result['unknown_labels']}")
@@ -336,8 +415,10 @@ def profile(
             col["stats"].pop("vocabulary", None)
         _echo_json(d)
         return
-    out.print(f"{data.name}: {prof.n_rows} rows, {prof.n_columns} columns, "
-              f"{prof.n_duplicates} duplicate rows, language {prof.language}")
+    out.print(
+        f"{data.name}: {prof.n_rows} rows, {prof.n_columns} columns, "
+        f"{prof.n_duplicates} duplicate rows, language {prof.language}"
+    )
     table = Table("column", "role", "missing", "unique", "summary")
     for c in prof.columns.values():
         s = c.stats
@@ -353,8 +434,11 @@ def profile(
     out.print(table)
     if prof.class_counts:
         top = list(prof.class_counts.items())
-        out.print(f"{len(top)} classes: " + ", ".join(f"{k} {v}" for k, v in top[:12]) +
-                  (" ..." if len(top) > 12 else ""))
+        out.print(
+            f"{len(top)} classes: "
+            + ", ".join(f"{k} {v}" for k, v in top[:12])
+            + (" ..." if len(top) > 12 else "")
+        )
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -371,15 +455,21 @@ def models_list(as_json: JsonOpt = False) -> None:
         _echo_json(data)
         return
     if not data:
-        out.print("No registered model yet. Train one: taxonomist train DATA --target COL "
-                  "--name NAME")
+        out.print(
+            "No registered model yet. Train one: taxonomist train DATA --target COL --name NAME"
+        )
         return
     table = Table("model", "version", "aliases", "metric", "score", "best family")
     for m in data:
         for v in m["versions"]:
-            table.add_row(m["name"], str(v["version"]), ", ".join(v["aliases"]),
-                          v["metric"] or "", f"{v['primary']:.4f}" if v["primary"] else "",
-                          v["best_family"] or "")
+            table.add_row(
+                m["name"],
+                str(v["version"]),
+                ", ".join(v["aliases"]),
+                v["metric"] or "",
+                f"{v['primary']:.4f}" if v["primary"] else "",
+                v["best_family"] or "",
+            )
     out.print(table)
 
 
@@ -395,10 +485,14 @@ def models_show(model: ModelArg, as_json: JsonOpt = False) -> None:
     if as_json:
         _echo_json(data)
         return
-    out.print(f"[bold]{data['name']}[/] version {data['version']} "
-              f"{'(' + ', '.join(data['aliases']) + ')' if data['aliases'] else ''}")
-    out.print(f"  target: {data['target']} · {len(data['classes'])} classes · "
-              f"{data['metric']} {data['primary']}")
+    out.print(
+        f"[bold]{data['name']}[/] version {data['version']} "
+        f"{'(' + ', '.join(data['aliases']) + ')' if data['aliases'] else ''}"
+    )
+    out.print(
+        f"  target: {data['target']} · {len(data['classes'])} classes · "
+        f"{data['metric']} {data['primary']}"
+    )
     out.print(f"  columns: {data['roles']}")
     out.print(f"  ensemble: {data['ensemble']}")
     out.print(f"  promotion: {data['promotion']}")
@@ -426,8 +520,7 @@ def models_alias(
 @models_app.command("delete")
 def models_delete(
     model: Annotated[str, typer.Argument(help="NAME/VERSION (one version) or NAME (all).")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete one version or a whole registered model."""
@@ -449,41 +542,55 @@ def models_delete(
 # -- demo -----------------------------------------------------------------------------------
 @app.command()
 def demo(
-    time_budget: Annotated[float, typer.Option(
-        "--time-budget", help="Seconds for training the demo model.", min=5)] = 60,
+    time_budget: Annotated[
+        float, typer.Option("--time-budget", help="Seconds for training the demo model.", min=5)
+    ] = 60,
 ) -> None:
     """Train the demo model on the shipped app-store sample and show what it does."""
     from taxonomist.demo import DEMO_NAME, DEMO_TARGET, demo_data_path
     from taxonomist.models.train import train as train_model
 
     data = demo_data_path()
-    out.print(f"[bold]Taxonomist demo[/]: classify {DEMO_TARGET} of App Store apps from their "
-              f"name, description and numbers ({data}).")
+    out.print(
+        f"[bold]Taxonomist demo[/]: classify {DEMO_TARGET} of App Store apps from their "
+        f"name, description and numbers ({data})."
+    )
     try:
         with _TrainProgress(enabled=True, budget=time_budget, trials=None) as bar:
-            result = train_model(data, DEMO_TARGET, time_budget=time_budget, name=DEMO_NAME,
-                                 on_progress=bar.update)
+            result = train_model(
+                data, DEMO_TARGET, time_budget=time_budget, name=DEMO_NAME, on_progress=bar.update
+            )
     except TaxonomistError as exc:
         _fail(exc)
     _print_training(result)
-    record = {"track_name": "Chess Master Pro",
-              "app_desc": "Play chess against friends or the computer. Learn openings, solve "
-                          "puzzles and climb the ranking.",
-              "price": 0.0, "size_bytes": 52_000_000, "rating_count_tot": 1200,
-              "user_rating": 4.5, "cont_rating": "4+", "lang_num": 3, "sup_devices.num": 37}
+    record = {
+        "track_name": "Chess Master Pro",
+        "app_desc": "Play chess against friends or the computer. Learn openings, solve "
+        "puzzles and climb the ranking.",
+        "price": 0.0,
+        "size_bytes": 52_000_000,
+        "rating_count_tot": 1200,
+        "user_rating": 4.5,
+        "cont_rating": "4+",
+        "lang_num": 3,
+        "sup_devices.num": 37,
+    }
     explanation = result.model.explain(record, top=5)
     top = sorted(explanation["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-    out.print(f"\nExample: '{record['track_name']}' -> [bold]{explanation['label']}[/] "
-              f"({', '.join(f'{k} {v:.0%}' for k, v in top)})")
-    words = ", ".join(w["name"].split(": ", 1)[-1] for w in explanation["words"] if
-                      w["weight"] > 0)
+    out.print(
+        f"\nExample: '{record['track_name']}' -> [bold]{explanation['label']}[/] "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in top)})"
+    )
+    words = ", ".join(w["name"].split(": ", 1)[-1] for w in explanation["words"] if w["weight"] > 0)
     out.print(f"  words that pushed it there: {words}")
     home = os.environ.get("TAXONOMIST_HOME", "~/.taxonomist")
-    out.print("\nWhere to look next:\n"
-              f"  taxonomist models show {DEMO_NAME}\n"
-              f"  taxonomist predict {DEMO_NAME} {data} --output /tmp/demo-predictions.csv\n"
-              f"  mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db   (runs, plots, "
-              "trials)")
+    out.print(
+        "\nWhere to look next:\n"
+        f"  taxonomist models show {DEMO_NAME}\n"
+        f"  taxonomist predict {DEMO_NAME} {data} --output /tmp/demo-predictions.csv\n"
+        f"  mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db   (runs, plots, "
+        "trials)"
+    )
 
 
 def main() -> None:

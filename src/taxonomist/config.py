@@ -25,7 +25,9 @@ class Settings(BaseSettings):
         default=None,
         description="MLflow tracking URI of a shared server; default: a sqlite store in home.",
     )
-    experiment: str = Field(default="taxonomist", description="MLflow experiment for training runs.")
+    experiment: str = Field(
+        default="taxonomist", description="MLflow experiment for training runs."
+    )
     seed: int = Field(default=42, description="Seed for splits, samplers and models.")
     n_jobs: int = Field(default=2, ge=1, description="Threads a model may use.")
 

@@ -53,15 +53,17 @@ def load_table(source: TableSource, *, fmt: str | None = None) -> pd.DataFrame:
     path = Path(source)
     if not path.exists():
         raise FileFormatError(
-            f"File not found: '{path}'. Check the path (relative paths start from "
-            f"'{Path.cwd()}').",
+            f"File not found: '{path}'. Check the path (relative paths start from '{Path.cwd()}').",
             details={"path": str(path)},
         )
     if path.is_dir():
         raise FileFormatError(f"'{path}' is a folder; give a data file ({SUPPORTED}).")
     if path.stat().st_size == 0:
-        raise EmptyDataError(f"'{path.name}' is empty (0 bytes). Give a file with a header row "
-                             "and at least one data row.", details={"path": str(path)})
+        raise EmptyDataError(
+            f"'{path.name}' is empty (0 bytes). Give a file with a header row "
+            "and at least one data row.",
+            details={"path": str(path)},
+        )
     kind = fmt or _kind_from_suffix(path)
     if kind == "parquet":
         df = _read_parquet(path)
@@ -183,7 +185,8 @@ def _detect_encoding(sample: bytes, path: Path) -> str:
         return "utf-8-sig"
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in sample:
         raise EncodingError(
-            f"'{path.name}' is UTF-16/UTF-32 or binary (it contains NUL bytes); Taxonomist reads text in "
+            f"'{path.name}' is UTF-16/UTF-32 or binary (it contains NUL bytes); Taxonomist "
+            "reads text in "
             f"{', '.join(ENCODINGS)}. Save it again as 'CSV UTF-8'.",
             details={"path": str(path), "supported": list(ENCODINGS)},
         )
@@ -232,15 +235,18 @@ def _read_delimited(path: Path, *, sep: str | None) -> pd.DataFrame:
     except UnicodeDecodeError:
         # The sample was clean UTF-8 but a later byte is not: fall back to a single-byte codec.
         fallback = "cp1251" if encoding == "utf-8" and _looks_cyrillic(path) else "latin-1"
-        logger.warning("%s is not valid %s throughout; reading it as %s", path.name, encoding,
-                       fallback)
+        logger.warning(
+            "%s is not valid %s throughout; reading it as %s", path.name, encoding, fallback
+        )
         try:
             df = _parse_csv(path, sep, fallback)
         except UnicodeDecodeError as exc:
             raise EncodingError(
                 f"'{path.name}' is neither valid {encoding} nor {fallback} (byte "
-                f"{exc.object[exc.start:exc.start + 1]!r} at position {exc.start}). "
-                "Save it again as 'CSV UTF-8'.", details={"path": str(path)}) from exc
+                f"{exc.object[exc.start : exc.start + 1]!r} at position {exc.start}). "
+                "Save it again as 'CSV UTF-8'.",
+                details={"path": str(path)},
+            ) from exc
     df.columns = [str(c).strip() for c in df.columns]
     if not isinstance(df.index, pd.RangeIndex):
         # Data rows have one field more than the header: pandas took the first as an index.
@@ -248,7 +254,9 @@ def _read_delimited(path: Path, *, sep: str | None) -> pd.DataFrame:
         raise FileFormatError(
             f"'{path.name}': data rows have more fields than the header ({df.shape[1]} "
             "columns). Check for a missing header name, a stray delimiter or an unquoted "
-            "value that contains the delimiter.", details={"path": str(path), "delimiter": sep})
+            "value that contains the delimiter.",
+            details={"path": str(path), "delimiter": sep},
+        )
     _check_swallowed_rows(df, sep, path)
     return df
 
@@ -258,8 +266,10 @@ def _parse_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
     except pd.errors.EmptyDataError as exc:
-        raise EmptyDataError(f"'{path.name}' has no columns to parse. Give a header row and "
-                             "at least one data row.", details={"path": str(path)}) from exc
+        raise EmptyDataError(
+            f"'{path.name}' has no columns to parse. Give a header row and at least one data row.",
+            details={"path": str(path)},
+        ) from exc
     except pd.errors.ParserError as exc:
         raise FileFormatError(
             f"'{path.name}' is not a well-formed {kind} file: {exc}. "
@@ -268,8 +278,7 @@ def _parse_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         ) from exc
 
 
-def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | None = None
-                          ) -> None:
+def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | None = None) -> None:
     """Raise when a quote left open made the parser read many rows into one cell.
 
     The parser accepts such files silently; the sign is a cell whose lines mostly look like a
@@ -293,8 +302,9 @@ def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | N
                 raise FileFormatError(
                     f"'{path.name}': a quote opened in data row {int(row) + 1} "
                     f"is never closed, so {len(lines)} lines were read as one value. Close or "
-                    "remove the stray quote character (\") and load the file again.",
-                    details={"path": str(path), "row": int(row) + 1, "column": str(col)})
+                    'remove the stray quote character (") and load the file again.',
+                    details={"path": str(path), "row": int(row) + 1, "column": str(col)},
+                )
 
 
 def _looks_cyrillic(path: Path) -> bool:

@@ -65,8 +65,13 @@ def profile_table(df: pd.DataFrame, schema: Schema) -> DatasetProfile:
     for col in df.columns:
         s = df[col]
         role = schema.roles.get(col, ColumnRole.IGNORE)
-        prof = ColumnProfile(name=col, role=str(role), dtype=str(s.dtype),
-                             missing=int(s.isna().sum()), n_unique=int(s.nunique(dropna=True)))
+        prof = ColumnProfile(
+            name=col,
+            role=str(role),
+            dtype=str(s.dtype),
+            missing=int(s.isna().sum()),
+            n_unique=int(s.nunique(dropna=True)),
+        )
         if role == ColumnRole.NUMERIC:
             prof.stats = _numeric_stats(pd.to_numeric(s, errors="coerce"))
         elif role == ColumnRole.TEXT:
@@ -81,9 +86,14 @@ def profile_table(df: pd.DataFrame, schema: Schema) -> DatasetProfile:
         class_counts = {str(k): int(v) for k, v in vc.items()}
     languages = language_distribution(joined_text(df.iloc[:300], schema.text))
     return DatasetProfile(
-        n_rows=int(len(df)), n_columns=int(df.shape[1]),
-        n_duplicates=int(_count_duplicates(df)), target=schema.target, columns=columns,
-        class_counts=class_counts, language=main_language(languages), languages=languages,
+        n_rows=len(df),
+        n_columns=int(df.shape[1]),
+        n_duplicates=int(_count_duplicates(df)),
+        target=schema.target,
+        columns=columns,
+        class_counts=class_counts,
+        language=main_language(languages),
+        languages=languages,
     )
 
 
@@ -111,10 +121,14 @@ def _numeric_stats(s: pd.Series) -> dict[str, Any]:
         return {}
     q = np.quantile(v, [0.01, 0.25, 0.5, 0.75, 0.99])
     hist, edges = np.histogram(v, bins=20)
-    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "max": float(v.max()), "quantiles": {"p01": q[0], "p25": q[1], "p50": q[2],
-                                                  "p75": q[3], "p99": q[4]},
-            "histogram": {"counts": hist.tolist(), "edges": edges.tolist()}}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "quantiles": {"p01": q[0], "p25": q[1], "p50": q[2], "p75": q[3], "p99": q[4]},
+        "histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+    }
 
 
 def text_stats(s: pd.Series) -> dict[str, Any]:

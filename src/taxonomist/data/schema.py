@@ -64,8 +64,10 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
-        return cls(target=data.get("target"),
-                   roles={c: ColumnRole(r) for c, r in data.get("roles", {}).items()})
+        return cls(
+            target=data.get("target"),
+            roles={c: ColumnRole(r) for c, r in data.get("roles", {}).items()},
+        )
 
 
 def suggest_column(name: str, columns: list[str]) -> str | None:

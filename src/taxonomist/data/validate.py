@@ -46,12 +46,12 @@ def validate_training_table(
     """
     columns = [str(c) for c in df.columns]
     if schema.target is None:
-        raise TargetError("No target column given. Say which column holds the labels, "
-                          "e.g. --target category.")
+        raise TargetError(
+            "No target column given. Say which column holds the labels, e.g. --target category."
+        )
     require_column(schema.target, columns, what="target")
     if len(df) == 0:
-        raise EmptyDataError("The table has no rows. Give at least "
-                             f"{MIN_ROWS} labelled rows.")
+        raise EmptyDataError(f"The table has no rows. Give at least {MIN_ROWS} labelled rows.")
     warnings: list[str] = []
     target = df[schema.target]
     if isinstance(target.dtype, pd.StringDtype) or target.dtype == object:
@@ -59,11 +59,15 @@ def validate_training_table(
     labelled = target.notna()
     n_unlabelled = int((~labelled).sum())
     if n_unlabelled == len(df):
-        raise TargetError(f"The target column '{schema.target}' is empty in every row. "
-                          "Fill in the labels, or choose another column with --target.")
+        raise TargetError(
+            f"The target column '{schema.target}' is empty in every row. "
+            "Fill in the labels, or choose another column with --target."
+        )
     if n_unlabelled:
-        warnings.append(f"{n_unlabelled} rows have no value in '{schema.target}' and are not "
-                        "used for training (predict on them later).")
+        warnings.append(
+            f"{n_unlabelled} rows have no value in '{schema.target}' and are not "
+            "used for training (predict on them later)."
+        )
     df = df.loc[labelled]
     labels = df[schema.target].astype(str)
     counts = labels.value_counts()
@@ -73,8 +77,10 @@ def validate_training_table(
             f"The target column '{schema.target}' has only one class ('{only}') in "
             f"{int(counts.sum())} labelled rows. A classifier needs at least two classes: add "
             "rows of other classes, or choose another target.",
-            details={"target": schema.target, "classes": {str(k): int(v) for k, v in
-                                                          counts.items()}},
+            details={
+                "target": schema.target,
+                "classes": {str(k): int(v) for k, v in counts.items()},
+            },
         )
     tiny = counts[counts < MIN_CLASS_ROWS]
     dropped = {str(k): int(v) for k, v in tiny.items()}
@@ -109,8 +115,12 @@ def validate_training_table(
         )
     schema, ignored = _check_feature_columns(df, schema, warnings)
     report = ValidationReport(
-        n_rows=int(len(target)), n_rows_used=int(len(df)), n_classes=int(len(counts)),
-        dropped_classes=dropped, small_classes=small, ignored_columns=ignored,
+        n_rows=len(target),
+        n_rows_used=len(df),
+        n_classes=len(counts),
+        dropped_classes=dropped,
+        small_classes=small,
+        ignored_columns=ignored,
         warnings=warnings,
     )
     return df.reset_index(drop=True), schema, report
@@ -139,7 +149,7 @@ def _check_feature_columns(
                     f"Column '{col}' is set as numeric but {len(bad)} of its values are not "
                     f"numbers (e.g. {examples}). Fix those values, or give the column the "
                     "role 'categorical' or 'text'.",
-                    details={"column": col, "bad_values": examples, "count": int(len(bad))},
+                    details={"column": col, "bad_values": examples, "count": len(bad)},
                 )
         if s.isna().all():
             ignored[col] = "empty in every row"

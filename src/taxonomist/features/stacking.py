@@ -19,22 +19,27 @@ class OutOfFoldDecision(TransformerMixin, BaseEstimator):
     ``transform`` uses for new data. The same trick as scikit-learn's ``TargetEncoder``.
     """
 
-    def __init__(self, estimator: Any = None, folds: list[tuple[np.ndarray, np.ndarray]]
-                 | None = None) -> None:
+    def __init__(
+        self, estimator: Any = None, folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> None:
         self.estimator = estimator
         self.folds = folds
 
     def _base(self) -> Any:
-        return clone(self.estimator) if self.estimator is not None else LinearSVC(
-            C=0.5, class_weight="balanced", random_state=0)
+        return (
+            clone(self.estimator)
+            if self.estimator is not None
+            else LinearSVC(C=0.5, class_weight="balanced", random_state=0)
+        )
 
     def fit(self, X: Any, y: Any) -> OutOfFoldDecision:
         self.fit_transform(X, y)
         return self
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        X, y = validate_data(self, X, y, accept_sparse="csr", reset=True,
-                             dtype=[np.float64, np.float32])
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", reset=True, dtype=[np.float64, np.float32]
+        )
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         width = 1 if len(self.classes_) == 2 else len(self.classes_)

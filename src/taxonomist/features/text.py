@@ -11,6 +11,7 @@ occur in at least ``min_df`` texts and their IDF; unseen buckets are dropped at 
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,9 @@ _alnum_table: np.ndarray | None = None
 def _alnum() -> np.ndarray:
     global _alnum_table
     if _alnum_table is None:
-        _alnum_table = np.fromiter((chr(i).isalnum() for i in range(_ALNUM_LIMIT)), dtype=bool,
-                                   count=_ALNUM_LIMIT)
+        _alnum_table = np.fromiter(
+            (chr(i).isalnum() for i in range(_ALNUM_LIMIT)), dtype=bool, count=_ALNUM_LIMIT
+        )
     return _alnum_table
 
 
@@ -71,7 +73,7 @@ def _map_chunks(func: Any, texts: list[str], n_jobs: int) -> list[Any]:
     numpy and scipy's sparse routines release the GIL, and small chunks keep the temporary
     arrays in cache, so two threads give close to twice the throughput on two cores.
     """
-    chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)] or [texts]
+    chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)] or [texts]
     if n_jobs <= 1 or len(chunks) == 1:
         return [func(ch) for ch in chunks]
     from concurrent.futures import ThreadPoolExecutor
@@ -92,9 +94,17 @@ def hashed_ngram_counts(
 ) -> sparse.csr_matrix:
     """Raw n-gram counts of ``texts`` in ``n_features`` hash buckets (rows = texts)."""
     parts = _map_chunks(
-        lambda ch: _count_chunk(ch, word_ngrams=word_ngrams, char_ngrams=char_ngrams,
-                                n_features=n_features, field=field, lowercase=lowercase),
-        texts, n_jobs)
+        lambda ch: _count_chunk(
+            ch,
+            word_ngrams=word_ngrams,
+            char_ngrams=char_ngrams,
+            n_features=n_features,
+            field=field,
+            lowercase=lowercase,
+        ),
+        texts,
+        n_jobs,
+    )
     return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")
 
 
@@ -149,26 +159,32 @@ def _count_chunk(
             cols.append(_bucket(b_hash, _salt("w", 2, field), n_features))
     r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
     c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
-    counts = sparse.csr_matrix((np.ones(r.size, dtype=np.float32), (r, c)),
-                               shape=(n_docs, n_features))
+    counts = sparse.csr_matrix(
+        (np.ones(r.size, dtype=np.float32), (r, c)), shape=(n_docs, n_features)
+    )
     counts.sum_duplicates()
     return counts
 
 
-def ngrams_of(text: str, *, word_ngrams: tuple[int, int], char_ngrams: tuple[int, int] | None,
-              lowercase: bool = True) -> list[tuple[str, str, int]]:
+def ngrams_of(
+    text: str,
+    *,
+    word_ngrams: tuple[int, int],
+    char_ngrams: tuple[int, int] | None,
+    lowercase: bool = True,
+) -> list[tuple[str, str, int]]:
     """Every n-gram of one text as ``(kind, ngram, n)``, in the order the hasher sees them."""
     if lowercase:
         text = text.lower()
     out: list[tuple[str, str, int]] = []
     if char_ngrams is not None:
         for k in range(char_ngrams[0], char_ngrams[1] + 1):
-            out.extend(("c", text[i:i + k], k) for i in range(len(text) - k + 1))
+            out.extend(("c", text[i : i + k], k) for i in range(len(text) - k + 1))
     words = _split_words(text)
     if word_ngrams[0] <= 1 <= word_ngrams[1]:
         out.extend(("w", w, 1) for w in words)
     if word_ngrams[1] >= 2:
-        out.extend(("w", f"{a} {b}", 2) for a, b in zip(words, words[1:], strict=False))
+        out.extend(("w", f"{a} {b}", 2) for a, b in pairwise(words))
     return out
 
 
@@ -225,9 +241,12 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
 
     def _count(self, texts: list[str]) -> sparse.csr_matrix:
         return _count_chunk(
-            texts, word_ngrams=tuple(self.word_ngrams),  # type: ignore[arg-type]
+            texts,
+            word_ngrams=tuple(self.word_ngrams),  # type: ignore[arg-type]
             char_ngrams=tuple(self.char_ngrams) if self.char_ngrams else None,  # type: ignore[arg-type]
-            n_features=self.n_features, field=self.field, lowercase=self.lowercase,
+            n_features=self.n_features,
+            field=self.field,
+            lowercase=self.lowercase,
         )
 
     def _stack(self, parts: list[sparse.csr_matrix]) -> sparse.csr_matrix:
@@ -270,8 +289,10 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
         norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=len(lengths)))
         norms[norms == 0] = 1.0
         data /= np.repeat(norms, lengths).astype(np.float32)
-        return sparse.csr_matrix((data.astype(np.float32), cols.astype(np.int32), indptr),
-                                 shape=(counts.shape[0], self.n_features_out_))
+        return sparse.csr_matrix(
+            (data.astype(np.float32), cols.astype(np.int32), indptr),
+            shape=(counts.shape[0], self.n_features_out_),
+        )
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "idf_")
@@ -298,10 +319,7 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
 
 def _as_texts(X: Any) -> list[str]:
     if isinstance(X, pd.DataFrame):
-        if X.shape[1] != 1:
-            X = X.fillna("").astype(str).agg(" ".join, axis=1)
-        else:
-            X = X.iloc[:, 0]
+        X = X.iloc[:, 0] if X.shape[1] == 1 else X.fillna("").astype(str).agg(" ".join, axis=1)
     if isinstance(X, pd.Series):
         return X.fillna("").astype(str).tolist()
     arr = np.asarray(X, dtype=object).ravel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-
 PROBA_FLOOR = 1e-6
 
 
@@ -38,6 +37,7 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
 
     # The lower bound keeps perfectly separated validation data from sharpening the
     # probabilities without limit.
-    res = minimize_scalar(nll, bounds=(np.log(0.1), np.log(20.0)), method="bounded",
-                          options={"xatol": 1e-3})
+    res = minimize_scalar(
+        nll, bounds=(np.log(0.1), np.log(20.0)), method="bounded", options={"xatol": 1e-3}
+    )
     return float(np.exp(res.x))

@@ -42,8 +42,9 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
     ensemble, which is far cheaper than scikit-learn's cross-validated calibration.
     """
 
-    def __init__(self, C: float = 0.5, class_weight: str | None = "balanced",
-                 random_state: int = 0) -> None:
+    def __init__(
+        self, C: float = 0.5, class_weight: str | None = "balanced", random_state: int = 0
+    ) -> None:
         self.C = C
         self.class_weight = class_weight
         self.random_state = random_state
@@ -51,8 +52,13 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> SoftmaxLinearSVC:
         X, y = validate_data(self, X, y, accept_sparse="csr", reset=True)
         check_classification_targets(y)
-        self.svc_ = LinearSVC(C=self.C, class_weight=self.class_weight,
-                              random_state=self.random_state, tol=1e-3, max_iter=2000)
+        self.svc_ = LinearSVC(
+            C=self.C,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            tol=1e-3,
+            max_iter=2000,
+        )
         self.svc_.fit(X, y)
         self.classes_ = self.svc_.classes_
         return self
@@ -129,20 +135,37 @@ class LightGBMModel(ClassifierMixin, BaseEstimator):
 def _lgbm(params: dict[str, Any], task: Task) -> Any:
     return LightGBMModel(
         objective="binary" if task.n_classes == 2 else "multiclass",
-        n_estimators=params["n_estimators"], learning_rate=params["learning_rate"],
-        num_leaves=params["num_leaves"], min_child_samples=params["min_child_samples"],
-        subsample=params["subsample"], subsample_freq=1,
-        colsample_bytree=params["colsample_bytree"], reg_lambda=params["reg_lambda"],
-        class_weight=params.get("class_weight"), random_state=task.seed, n_jobs=task.n_jobs,
-        max_bin=63, deterministic=True, force_col_wise=True, verbose=-1)
+        n_estimators=params["n_estimators"],
+        learning_rate=params["learning_rate"],
+        num_leaves=params["num_leaves"],
+        min_child_samples=params["min_child_samples"],
+        subsample=params["subsample"],
+        subsample_freq=1,
+        colsample_bytree=params["colsample_bytree"],
+        reg_lambda=params["reg_lambda"],
+        class_weight=params.get("class_weight"),
+        random_state=task.seed,
+        n_jobs=task.n_jobs,
+        max_bin=63,
+        deterministic=True,
+        force_col_wise=True,
+        verbose=-1,
+    )
 
 
 class CatBoostModel(ClassifierMixin, BaseEstimator):
     """CatBoost on a DataFrame whose ``object`` columns are its native categorical features."""
 
-    def __init__(self, iterations: int = 500, depth: int = 6, learning_rate: float = 0.08,
-                 l2_leaf_reg: float = 3.0, auto_class_weights: str | None = None,
-                 random_state: int = 0, thread_count: int = 2) -> None:
+    def __init__(
+        self,
+        iterations: int = 500,
+        depth: int = 6,
+        learning_rate: float = 0.08,
+        l2_leaf_reg: float = 3.0,
+        auto_class_weights: str | None = None,
+        random_state: int = 0,
+        thread_count: int = 2,
+    ) -> None:
         self.iterations = iterations
         self.depth = depth
         self.learning_rate = learning_rate
@@ -160,13 +183,21 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
             def after_iteration(self, info: Any) -> bool:
                 return deadline is None or time.perf_counter() < deadline
 
-        cat_features = [i for i, t in enumerate(X.dtypes) if t == object or
-                        pd.api.types.is_string_dtype(t)]
+        cat_features = [
+            i for i, t in enumerate(X.dtypes) if t is object or pd.api.types.is_string_dtype(t)
+        ]
         self.model_ = CatBoostClassifier(
-            iterations=self.iterations, depth=self.depth, learning_rate=self.learning_rate,
-            l2_leaf_reg=self.l2_leaf_reg, auto_class_weights=self.auto_class_weights,
-            random_seed=self.random_state, thread_count=self.thread_count, verbose=False,
-            allow_writing_files=False, cat_features=cat_features)
+            iterations=self.iterations,
+            depth=self.depth,
+            learning_rate=self.learning_rate,
+            l2_leaf_reg=self.l2_leaf_reg,
+            auto_class_weights=self.auto_class_weights,
+            random_seed=self.random_state,
+            thread_count=self.thread_count,
+            verbose=False,
+            allow_writing_files=False,
+            cat_features=cat_features,
+        )
         self.model_.fit(X, np.asarray(y), callbacks=[StopAtDeadline()])
         if deadline is not None and time.perf_counter() > deadline:
             raise DeadlineReached("CatBoost stopped at the deadline")
@@ -196,9 +227,10 @@ class Family:
 
 
 def _suggest_svm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
-    return {"C": trial.suggest_float("linear_svm.C", 0.02, 3.0, log=True),
-            "class_weight": trial.suggest_categorical("linear_svm.class_weight",
-                                                      ["balanced", "none"])}
+    return {
+        "C": trial.suggest_float("linear_svm.C", 0.02, 3.0, log=True),
+        "class_weight": trial.suggest_categorical("linear_svm.class_weight", ["balanced", "none"]),
+    }
 
 
 def _build_svm(p: dict[str, Any], task: Task) -> Any:
@@ -207,17 +239,26 @@ def _build_svm(p: dict[str, Any], task: Task) -> Any:
 
 
 def _suggest_logreg(trial: optuna.Trial, task: Task) -> dict[str, Any]:
-    return {"alpha": trial.suggest_float("logreg.alpha", 1e-6, 1e-3, log=True),
-            "class_weight": trial.suggest_categorical("logreg.class_weight",
-                                                      ["balanced", "none"])}
+    return {
+        "alpha": trial.suggest_float("logreg.alpha", 1e-6, 1e-3, log=True),
+        "class_weight": trial.suggest_categorical("logreg.class_weight", ["balanced", "none"]),
+    }
 
 
 def _build_logreg(p: dict[str, Any], task: Task) -> Any:
     # Averaged SGD on the log loss: lbfgs needs ~6 s a fit for 23 classes on 2k app
     # descriptions, SGD 0.2 s for nearly the same accuracy.
     cw = None if p["class_weight"] == "none" else p["class_weight"]
-    return SGDClassifier(loss="log_loss", alpha=p["alpha"], class_weight=cw, average=True,
-                         max_iter=50, tol=1e-4, random_state=task.seed, n_jobs=task.n_jobs)
+    return SGDClassifier(
+        loss="log_loss",
+        alpha=p["alpha"],
+        class_weight=cw,
+        average=True,
+        max_iter=50,
+        tol=1e-4,
+        random_state=task.seed,
+        n_jobs=task.n_jobs,
+    )
 
 
 def _suggest_nb(trial: optuna.Trial, task: Task) -> dict[str, Any]:
@@ -250,54 +291,112 @@ def _suggest_catboost(trial: optuna.Trial, task: Task) -> dict[str, Any]:
 
 
 def _build_catboost(p: dict[str, Any], task: Task) -> Any:
-    return CatBoostModel(iterations=p["iterations"], depth=p["depth"],
-                         learning_rate=p["learning_rate"], l2_leaf_reg=p["l2_leaf_reg"],
-                         random_state=task.seed, thread_count=task.n_jobs)
+    return CatBoostModel(
+        iterations=p["iterations"],
+        depth=p["depth"],
+        learning_rate=p["learning_rate"],
+        l2_leaf_reg=p["l2_leaf_reg"],
+        random_state=task.seed,
+        thread_count=task.n_jobs,
+    )
 
 
 def _suggest_embed(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     head = trial.suggest_categorical("embed.head", ["logreg", "mlp"])
     if head == "logreg":
         return {"head": head, "C": trial.suggest_float("embed.C", 0.1, 100.0, log=True)}
-    return {"head": head, "hidden": trial.suggest_categorical("embed.hidden", [128, 256, 512]),
-            "alpha": trial.suggest_float("embed.alpha", 1e-5, 1e-2, log=True)}
+    return {
+        "head": head,
+        "hidden": trial.suggest_categorical("embed.hidden", [128, 256, 512]),
+        "alpha": trial.suggest_float("embed.alpha", 1e-5, 1e-2, log=True),
+    }
 
 
 def _build_embed(p: dict[str, Any], task: Task) -> Any:
     if p["head"] == "logreg":
-        return LogisticRegression(C=p["C"], class_weight="balanced", max_iter=500,
-                                  random_state=task.seed)
-    return MLPClassifier(hidden_layer_sizes=(p["hidden"],), alpha=p["alpha"],
-                         early_stopping=True, max_iter=200, random_state=task.seed)
+        return LogisticRegression(
+            C=p["C"], class_weight="balanced", max_iter=500, random_state=task.seed
+        )
+    return MLPClassifier(
+        hidden_layer_sizes=(p["hidden"],),
+        alpha=p["alpha"],
+        early_stopping=True,
+        max_iter=200,
+        random_state=task.seed,
+    )
 
 
 FAMILIES: dict[str, Family] = {
-    f.name: f for f in [
-        Family("linear_svm", ("text", "onehot", "num_scaled"), "sparse", _suggest_svm,
-               _build_svm, {"C": 0.5, "class_weight": "balanced"}),
-        Family("logreg", ("text", "onehot", "num_scaled"), "sparse", _suggest_logreg,
-               _build_logreg, {"alpha": 2e-5, "class_weight": "balanced"}),
-        Family("complement_nb", ("text", "onehot"), "sparse", _suggest_nb, _build_nb,
-               {"alpha": 0.1}, requires=("text",)),
-        Family("lightgbm", ("num_raw", "cat_count", "cat_target", "text_svd", "text_oof"),
-               "dense", _suggest_lgbm, _lgbm, accepts_deadline=True, defaults=
-               {"n_estimators": 150, "learning_rate": 0.1, "num_leaves": 15,
-                "min_child_samples": 20, "subsample": 0.9, "colsample_bytree": 0.6,
-                "reg_lambda": 0.1}),
-        Family("catboost", ("num_raw", "cat_str", "text_oof"), "frame", _suggest_catboost,
-               _build_catboost, {"iterations": 400, "depth": 6, "learning_rate": 0.1,
-                                 "l2_leaf_reg": 3.0}, requires=("cat_str",),
-               accepts_deadline=True),
-        Family("embed", ("embed", "num_scaled", "onehot"), "dense", _suggest_embed,
-               _build_embed, {"head": "logreg", "C": 10.0}, requires=("embed",)),
+    f.name: f
+    for f in [
+        Family(
+            "linear_svm",
+            ("text", "onehot", "num_scaled"),
+            "sparse",
+            _suggest_svm,
+            _build_svm,
+            {"C": 0.5, "class_weight": "balanced"},
+        ),
+        Family(
+            "logreg",
+            ("text", "onehot", "num_scaled"),
+            "sparse",
+            _suggest_logreg,
+            _build_logreg,
+            {"alpha": 2e-5, "class_weight": "balanced"},
+        ),
+        Family(
+            "complement_nb",
+            ("text", "onehot"),
+            "sparse",
+            _suggest_nb,
+            _build_nb,
+            {"alpha": 0.1},
+            requires=("text",),
+        ),
+        Family(
+            "lightgbm",
+            ("num_raw", "cat_count", "cat_target", "text_svd", "text_oof"),
+            "dense",
+            _suggest_lgbm,
+            _lgbm,
+            accepts_deadline=True,
+            defaults={
+                "n_estimators": 150,
+                "learning_rate": 0.1,
+                "num_leaves": 15,
+                "min_child_samples": 20,
+                "subsample": 0.9,
+                "colsample_bytree": 0.6,
+                "reg_lambda": 0.1,
+            },
+        ),
+        Family(
+            "catboost",
+            ("num_raw", "cat_str", "text_oof"),
+            "frame",
+            _suggest_catboost,
+            _build_catboost,
+            {"iterations": 400, "depth": 6, "learning_rate": 0.1, "l2_leaf_reg": 3.0},
+            requires=("cat_str",),
+            accepts_deadline=True,
+        ),
+        Family(
+            "embed",
+            ("embed", "num_scaled", "onehot"),
+            "dense",
+            _suggest_embed,
+            _build_embed,
+            {"head": "logreg", "C": 10.0},
+            requires=("embed",),
+        ),
     ]
 }
 
 
 def default_params_as_trial(family: Family) -> dict[str, Any]:
     """The family's defaults in Optuna's flat parameter names (for ``enqueue_trial``)."""
-    return {"family": family.name, **{f"{family.name}.{k}": v for k, v in
-                                      family.defaults.items()}}
+    return {"family": family.name, **{f"{family.name}.{k}": v for k, v in family.defaults.items()}}
 
 
 def to_frame(outputs: dict[str, Any], names: tuple[str, ...]) -> pd.DataFrame:
@@ -306,8 +405,9 @@ def to_frame(outputs: dict[str, Any], names: tuple[str, ...]) -> pd.DataFrame:
     for n in names:
         out = outputs[n]
         if isinstance(out, pd.DataFrame):
-            frames.append(out.reset_index(drop=True).set_axis(
-                [f"{n}:{c}" for c in out.columns], axis=1))
+            frames.append(
+                out.reset_index(drop=True).set_axis([f"{n}:{c}" for c in out.columns], axis=1)
+            )
         else:
             arr = out.toarray() if sparse.issparse(out) else np.asarray(out)
             frames.append(pd.DataFrame(arr, columns=[f"{n}:{i}" for i in range(arr.shape[1])]))

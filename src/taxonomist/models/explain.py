@@ -22,15 +22,16 @@ if TYPE_CHECKING:
 LINEAR = ("linear_svm", "logreg")
 
 
-def explain_record(model: TaxonomistModel, record: dict[str, Any], top: int = 10
-                   ) -> dict[str, Any]:
+def explain_record(model: TaxonomistModel, record: dict[str, Any], top: int = 10) -> dict[str, Any]:
     X = model.prepare(record)
     proba = model._proba(X)[0]
     k = int(proba.argmax())
     out: dict[str, Any] = {
         "label": model.classes[k],
         "probabilities": {str(c): float(p) for c, p in zip(model.classes, proba, strict=True)},
-        "words": [], "features": [], "explained_by": None,
+        "words": [],
+        "features": [],
+        "explained_by": None,
     }
     linear = [m for m in model.members if m.family in LINEAR]
     trees = [m for m in model.members if m.family == "lightgbm"]
@@ -62,8 +63,9 @@ def _class_weights(estimator: Any, k: int, n_classes: int) -> np.ndarray:
     return coef[classes.index(k)] if k in classes else np.zeros(coef.shape[1])
 
 
-def _linear(model: TaxonomistModel, member: Member, X: Any, k: int
-            ) -> tuple[dict[str, float], dict[str, float]]:
+def _linear(
+    model: TaxonomistModel, member: Member, X: Any, k: int
+) -> tuple[dict[str, float], dict[str, float]]:
     family = FAMILIES[member.family]
     names = [b for b in family.blocks if b in model.blocks.fitted]
     outputs = model.blocks.transform(X, names)
@@ -75,7 +77,7 @@ def _linear(model: TaxonomistModel, member: Member, X: Any, k: int
         block = outputs[name]
         row = sparse.csr_matrix(block)[0]
         if name == "text":
-            _text_words(model, X, row, w[offset:offset + block.shape[1]], words)
+            _text_words(model, X, row, w[offset : offset + block.shape[1]], words)
         else:
             labels = _feature_names(model.blocks.fitted[name], block.shape[1])
             for j, v in zip(row.indices, row.data, strict=True):
@@ -84,17 +86,20 @@ def _linear(model: TaxonomistModel, member: Member, X: Any, k: int
     return dict(words), dict(feats)
 
 
-def _text_words(model: TaxonomistModel, X: Any, row: Any, w: np.ndarray,
-                words: dict[str, float]) -> None:
+def _text_words(
+    model: TaxonomistModel, X: Any, row: Any, w: np.ndarray, words: dict[str, float]
+) -> None:
     transformer = model.blocks.fitted["text"]
     col_offset = 0
     value = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
     for vec, col in zip(transformer.vectorizers_, transformer.columns, strict=True):
         text = str(X.iloc[0][col] or "")
         seen: set[int] = set()
-        for kind, gram, n in ngrams_of(text, word_ngrams=tuple(vec.word_ngrams),
-                                       char_ngrams=tuple(vec.char_ngrams)
-                                       if vec.char_ngrams else None):
+        for kind, gram, n in ngrams_of(
+            text,
+            word_ngrams=tuple(vec.word_ngrams),
+            char_ngrams=tuple(vec.char_ngrams) if vec.char_ngrams else None,
+        ):
             bucket = ngram_bucket(kind, gram, n, n_features=vec.n_features, field=vec.field)
             j = int(vec.column_of_bucket_[bucket])
             if j < 0 or j in seen:
@@ -148,17 +153,26 @@ def _lightgbm(model: TaxonomistModel, member: Member, X: Any, k: int) -> dict[st
         if name == "text_svd":
             labels += [f"text topic {i}" for i in range(width)]
         elif name == "text_oof":
-            labels += ([f"text model score ({model.classes[1]})"] if width == 1 else
-                       [f"text model score ({c})" for c in model.classes])
+            labels += (
+                [f"text model score ({model.classes[1]})"]
+                if width == 1
+                else [f"text model score ({c})" for c in model.classes]
+            )
         else:
             labels += _feature_names(model.blocks.fitted[name], width)
-    matrix = np.hstack([np.asarray(outputs[n].toarray() if sparse.issparse(outputs[n])
-                                   else outputs[n], dtype=np.float32) for n in names])
-    contrib = np.asarray(member.estimator.booster_.predict(
-        matrix, pred_contrib=True))[0]
+    matrix = np.hstack(
+        [
+            np.asarray(
+                outputs[n].toarray() if sparse.issparse(outputs[n]) else outputs[n],
+                dtype=np.float32,
+            )
+            for n in names
+        ]
+    )
+    contrib = np.asarray(member.estimator.booster_.predict(matrix, pred_contrib=True))[0]
     n_feat = matrix.shape[1] + 1
     if len(model.classes) > 2:
-        contrib = contrib[k * n_feat:(k + 1) * n_feat]
+        contrib = contrib[k * n_feat : (k + 1) * n_feat]
     elif k == 0:
         contrib = -contrib
     return {labels[i]: float(contrib[i]) for i in range(matrix.shape[1])}

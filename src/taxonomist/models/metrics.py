@@ -37,8 +37,7 @@ def _auc(y: np.ndarray, proba: np.ndarray) -> float:
         return skm.roc_auc_score(y, proba[:, 1])
     present = np.unique(y)
     p = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-12, None)
-    return skm.roc_auc_score(np.searchsorted(present, y), p, multi_class="ovr",
-                             average="macro")
+    return skm.roc_auc_score(np.searchsorted(present, y), p, multi_class="ovr", average="macro")
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
@@ -46,13 +45,14 @@ def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {
-    "f1_macro": Metric("f1_macro", True, lambda y, p: skm.f1_score(y, _labels(p),
-                                                                    average="macro")),
-    "f1_weighted": Metric("f1_weighted", True,
-                          lambda y, p: skm.f1_score(y, _labels(p), average="weighted")),
+    "f1_macro": Metric("f1_macro", True, lambda y, p: skm.f1_score(y, _labels(p), average="macro")),
+    "f1_weighted": Metric(
+        "f1_weighted", True, lambda y, p: skm.f1_score(y, _labels(p), average="weighted")
+    ),
     "accuracy": Metric("accuracy", True, lambda y, p: skm.accuracy_score(y, _labels(p))),
-    "balanced_accuracy": Metric("balanced_accuracy", True,
-                                lambda y, p: skm.balanced_accuracy_score(y, _labels(p))),
+    "balanced_accuracy": Metric(
+        "balanced_accuracy", True, lambda y, p: skm.balanced_accuracy_score(y, _labels(p))
+    ),
     "roc_auc": Metric("roc_auc", True, _auc),
     "log_loss": Metric("log_loss", False, _log_loss),
 }
@@ -65,7 +65,8 @@ def primary_metric(n_classes: int, requested: str | None = None) -> Metric:
     if requested not in METRICS:
         raise InvalidParameterError(
             f"The 'metric' parameter must be one of {', '.join(METRICS)}. Got '{requested}'.",
-            details={"allowed": list(METRICS), "received": requested})
+            details={"allowed": list(METRICS), "received": requested},
+        )
     return METRICS[requested]
 
 
@@ -88,13 +89,21 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str])
     binary = proba.shape[1] == 2
     labels = np.arange(len(classes))
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    per_class = {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                     "support": int(s[i])} for i, c in enumerate(classes)}
+    per_class = {
+        c: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i, c in enumerate(classes)
+    }
     out = {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float(skm.accuracy_score(y, pred)),
-        "f1_macro": float(skm.f1_score(y, pred, average="macro", labels=np.unique(y),
-                                       zero_division=0)),
+        "f1_macro": float(
+            skm.f1_score(y, pred, average="macro", labels=np.unique(y), zero_division=0)
+        ),
         "f1_weighted": float(skm.f1_score(y, pred, average="weighted", zero_division=0)),
         "roc_auc": None,
         "log_loss": None,

@@ -64,18 +64,21 @@ class TaxonomistModel:
             df = data
         else:
             raise SchemaMismatchError(
-                f"Expected a DataFrame, a dict or a list of dicts; got {type(data).__name__}.")
+                f"Expected a DataFrame, a dict or a list of dicts; got {type(data).__name__}."
+            )
         columns = [str(c) for c in df.columns]
         missing = [c for c in self.feature_columns if c not in columns]
         if missing:
             hints = {c: suggest_column(c, columns) for c in missing}
-            hint = "; ".join(f"'{c}' (did you mean '{h}'?)" if h else f"'{c}'"
-                             for c, h in hints.items())
+            hint = "; ".join(
+                f"'{c}' (did you mean '{h}'?)" if h else f"'{c}'" for c, h in hints.items()
+            )
             raise SchemaMismatchError(
                 f"The data lacks {len(missing)} column(s) the model was trained on: {hint}. "
                 f"Expected columns: {', '.join(self.feature_columns)}. Add them (empty values "
                 "are allowed) or predict with a model trained on these columns.",
-                details={"missing": missing, "expected": self.feature_columns})
+                details={"missing": missing, "expected": self.feature_columns},
+            )
         out = df[self.feature_columns].reset_index(drop=True).copy()
         for col in self.schema.numeric:
             s = out[col]
@@ -87,13 +90,17 @@ class TaxonomistModel:
                         f"Column '{col}' must be numeric but has {len(bad)} non-numeric "
                         f"value(s), e.g. {[str(v) for v in bad.unique()[:3]]}. Send numbers "
                         "(or leave the value empty).",
-                        details={"column": col, "bad_values": [str(v) for v in bad.unique()[:5]]})
+                        details={"column": col, "bad_values": [str(v) for v in bad.unique()[:5]]},
+                    )
                 out[col] = parsed
         for col in self.schema.text + self.schema.categorical:
             s = out[col]
             if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
-                out[col] = s.astype("object").where(s.notna(), None).map(
-                    lambda v: None if v is None else str(v))
+                out[col] = (
+                    s.astype("object")
+                    .where(s.notna(), None)
+                    .map(lambda v: None if v is None else str(v))
+                )
         return out
 
     # -- prediction -------------------------------------------------------------------------
@@ -112,8 +119,7 @@ class TaxonomistModel:
             matrix = family_matrix(FAMILIES[m.family], outputs)
             p = proba_full(m.estimator, matrix, len(self.classes))
             total += m.weight * apply_temperature(p, m.temperature)
-        return floor_probabilities(apply_temperature(total.astype(np.float32),
-                                                     self.temperature))
+        return floor_probabilities(apply_temperature(total.astype(np.float32), self.temperature))
 
     def predict_proba(self, data: Records) -> pd.DataFrame:
         """Calibrated class probabilities, one column per class, one row per record."""
@@ -129,8 +135,11 @@ class TaxonomistModel:
         """The input plus ``prediction`` and one ``proba_<class>`` column per class."""
         X = self.prepare(data)
         proba = self._proba(X)
-        base = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(
-            [data] if isinstance(data, dict) else data)
+        base = (
+            data
+            if isinstance(data, pd.DataFrame)
+            else pd.DataFrame.from_records([data] if isinstance(data, dict) else data)
+        )
         out = base.reset_index(drop=True).copy()
         out["prediction"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         for i, c in enumerate(self.classes):

@@ -41,8 +41,15 @@ def confusion_matrix_plot(matrix: list[list[int]], classes: list[str], path: Pat
     if len(labels) <= 12:
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -52,7 +59,7 @@ def confusion_matrix_plot(matrix: list[list[int]], classes: list[str], path: Pat
 
 def per_class_f1_plot(per_class: dict[str, dict[str, float]], path: Path) -> Path:
     plt = _pyplot()
-    items = sorted(per_class.items(), key=lambda kv: kv[1]["f1"])[:MAX_CLASSES_SHOWN * 2]
+    items = sorted(per_class.items(), key=lambda kv: kv[1]["f1"])[: MAX_CLASSES_SHOWN * 2]
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.25 * len(items) + 1)))
     ax.barh([k[:25] for k, _ in items], [v["f1"] for _, v in items], color="#4C72B0")
     for i, (_, v) in enumerate(items):
@@ -75,8 +82,11 @@ def history_plot(study: optuna.Study, metric: str, greater_is_better: bool, path
         ys = [-t.value if greater_is_better else t.value for t in done]  # type: ignore[operator]
         families = sorted({t.params.get("family", "?") for t in done})
         for fam in families:
-            pts = [(x, y) for x, y, t in zip(xs, ys, done, strict=True)
-                   if t.params.get("family") == fam]
+            pts = [
+                (x, y)
+                for x, y, t in zip(xs, ys, done, strict=True)
+                if t.params.get("family") == fam
+            ]
             ax.scatter(*zip(*pts, strict=True), label=fam, s=18)
         best = np.maximum.accumulate(ys) if greater_is_better else np.minimum.accumulate(ys)
         ax.step(xs, best, where="post", color="black", lw=1, label="best so far")
@@ -92,8 +102,11 @@ def history_plot(study: optuna.Study, metric: str, greater_is_better: bool, path
 
 def param_importances(study: optuna.Study, family: str) -> dict[str, float]:
     """fANOVA importances of ``family``'s hyper-parameters over its completed trials."""
-    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-              and t.params.get("family") == family]
+    trials = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.params.get("family") == family
+    ]
     names = sorted({p for t in trials for p in t.params if p.startswith(f"{family}.")})
     if len(trials) < 3 or not names:
         return {}
@@ -101,8 +114,10 @@ def param_importances(study: optuna.Study, family: str) -> dict[str, float]:
     sub.add_trials([t for t in trials if all(n in t.params for n in names)])
     try:
         imp = optuna.importance.get_param_importances(
-            sub, params=names,
-            evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=0))
+            sub,
+            params=names,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=0),
+        )
     except (RuntimeError, ValueError) as exc:
         logger.info("no importances for %s: %s", family, exc)
         return {}

@@ -85,10 +85,14 @@ def choose_folds(y: np.ndarray, seed: int) -> tuple[Folds, dict[str, Any]]:
     n = len(y)
     if n > 60_000:
         test_size = min(0.2, 20_000 / n)
-        train, valid = train_test_split(np.arange(n), test_size=test_size, stratify=y,
-                                        random_state=seed)
-        return [(np.sort(train), np.sort(valid))], {"kind": "holdout", "test_size": test_size,
-                                                    "seed": seed}
+        train, valid = train_test_split(
+            np.arange(n), test_size=test_size, stratify=y, random_state=seed
+        )
+        return [(np.sort(train), np.sort(valid))], {
+            "kind": "holdout",
+            "test_size": test_size,
+            "seed": seed,
+        }
     k = 5 if n <= 15_000 else 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # classes smaller than k: reported already
@@ -165,8 +169,11 @@ class ModelSearch:
         times = self.family_fold_seconds.get(family)
         if times:
             return float(np.median(times)) * len(self.folds)
-        return sum(self.block_costs.get(b, 0.0) for b in FAMILIES[family].blocks
-                   if b not in self.blocks.train_outputs)
+        return sum(
+            self.block_costs.get(b, 0.0)
+            for b in FAMILIES[family].blocks
+            if b not in self.blocks.train_outputs
+        )
 
     def _time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.perf_counter()
@@ -174,8 +181,11 @@ class ModelSearch:
     # -- the objective ----------------------------------------------------------------------
     def _matrix(self, family: Family) -> Any:
         if family.name not in self._matrices:
-            outputs = {b: self.blocks.fit_block(b, self.df, self.y)
-                       for b in family.blocks if b in self.blocks.specs}
+            outputs = {
+                b: self.blocks.fit_block(b, self.df, self.y)
+                for b in family.blocks
+                if b in self.blocks.specs
+            }
             self._matrices[family.name] = family_matrix(family, outputs)
         return self._matrices[family.name]
 
@@ -193,13 +203,15 @@ class ModelSearch:
         trial_deadline = None
         if self.deadline is not None:
             trial_deadline = time.perf_counter() + 0.3 * max(
-                self._time_left() - self.refit_reserve(), 0.0)
+                self._time_left() - self.refit_reserve(), 0.0
+            )
         k = self.task.n_classes
         oof = np.zeros((len(self.y), k), dtype=np.float32)
         fold_times = []
         for step, (train, valid) in enumerate(self.folds):
             if self._time_left() < self.refit_reserve() * 0.5 or (
-                    trial_deadline is not None and time.perf_counter() > trial_deadline):
+                trial_deadline is not None and time.perf_counter() > trial_deadline
+            ):
                 raise optuna.TrialPruned("time budget reached")
             start = time.perf_counter()
             model = family.build(params, self.task)
@@ -212,7 +224,8 @@ class ModelSearch:
                     model.fit(_rows(X, train), self.y[train], **kwargs)
             except DeadlineReached as exc:
                 self.family_fold_seconds.setdefault(name, []).append(
-                    (time.perf_counter() - start) * 2)
+                    (time.perf_counter() - start) * 2
+                )
                 raise optuna.TrialPruned(str(exc)) from exc
             oof[valid] = proba_full(model, _rows(X, valid), k)
             fold_times.append(time.perf_counter() - start)
@@ -227,8 +240,17 @@ class ModelSearch:
         temperature = fit_temperature(valid_oof, y_valid)
         valid_oof = apply_temperature(valid_oof, temperature)
         score = self.metric(y_valid, valid_oof)
-        self.records.append(TrialRecord(trial.number, name, params, score, valid_oof,
-                                        temperature, float(np.mean(fold_times))))
+        self.records.append(
+            TrialRecord(
+                trial.number,
+                name,
+                params,
+                score,
+                valid_oof,
+                temperature,
+                float(np.mean(fold_times)),
+            )
+        )
         self.records.sort(key=lambda r: (self.metric.loss(r.score), r.number))
         del self.records[KEEP_TOP:]
         trial.set_user_attr("fold_seconds", float(np.mean(fold_times)))
@@ -240,12 +262,17 @@ class ModelSearch:
             self.pruned += 1
         best = self.records[0] if self.records else None
         if self.on_progress:
-            self.on_progress(Progress(
-                trials_done=len(study.trials), trials_pruned=self.pruned,
-                best_score=best.score if best else None,
-                best_family=best.family if best else None,
-                elapsed=time.perf_counter() - self.started, time_budget=self.time_budget,
-                n_trials=self.n_trials))
+            self.on_progress(
+                Progress(
+                    trials_done=len(study.trials),
+                    trials_pruned=self.pruned,
+                    best_score=best.score if best else None,
+                    best_family=best.family if best else None,
+                    elapsed=time.perf_counter() - self.started,
+                    time_budget=self.time_budget,
+                    n_trials=self.n_trials,
+                )
+            )
         if self.deadline is None:
             return
         left = self._time_left() - self.refit_reserve()
@@ -255,16 +282,26 @@ class ModelSearch:
 
     def run(self) -> SearchResult:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(seed=self.task.seed, multivariate=True,
-                                             group=True, n_startup_trials=len(self.families)
-                                             + 4, warn_independent_sampling=False)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=len(self.families) + 2,
-                                             n_warmup_steps=0)
+        sampler = optuna.samplers.TPESampler(
+            seed=self.task.seed,
+            multivariate=True,
+            group=True,
+            n_startup_trials=len(self.families) + 4,
+            warn_independent_sampling=False,
+        )
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=len(self.families) + 2, n_warmup_steps=0
+        )
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
         for name in self.families:
             study.enqueue_trial(default_params_as_trial(FAMILIES[name]))
         timeout = None if self.deadline is None else max(self._time_left(), 1.0)
         # With a time budget the loop ends through the callback; n_trials caps it otherwise.
-        study.optimize(self.objective, n_trials=self.n_trials, timeout=timeout,
-                       callbacks=[self._callback], catch=(MemoryError,))
+        study.optimize(
+            self.objective,
+            n_trials=self.n_trials,
+            timeout=timeout,
+            callbacks=[self._callback],
+            catch=(MemoryError,),
+        )
         return SearchResult(self.records, study, self.folds, self.valid_idx, {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -60,9 +61,11 @@ class TrainResult:
         return {
             "model": self.name,
             "version": self.version,
-            "metrics": {k: self.metrics.get(k) for k in keys} | {
+            "metrics": {k: self.metrics.get(k) for k in keys}
+            | {
                 "primary": self.metrics["primary"],
-                "primary_metric": self.metrics["primary_metric"]},
+                "primary_metric": self.metrics["primary_metric"],
+            },
             "train_seconds": round(self.train_seconds, 2),
             "best_family": self.best_family,
             "ensemble": self.model.families,
@@ -73,11 +76,13 @@ class TrainResult:
 def _check_budget(time_budget: float | None, trials: int | None) -> None:
     if trials is not None and (not isinstance(trials, int) or trials < 1):
         raise InvalidParameterError(
-            f"The 'trials' parameter must be an int in the range [1, inf). Got {trials!r}.")
+            f"The 'trials' parameter must be an int in the range [1, inf). Got {trials!r}."
+        )
     if time_budget is not None and time_budget < 5:
         raise InvalidParameterError(
             "The 'time_budget' parameter must be a number of seconds in the range [5, inf). "
-            f"Got {time_budget!r}.")
+            f"Got {time_budget!r}."
+        )
 
 
 def _overrides(text: list[str] | None, roles: dict[str, str] | None) -> dict[str, Any]:
@@ -87,15 +92,21 @@ def _overrides(text: list[str] | None, roles: dict[str, str] | None) -> dict[str
     return out
 
 
-def _available_families(blocks: FeatureBlocks, task: Task, df: pd.DataFrame, schema: Schema,
-                        time_budget: float | None, requested: list[str] | None
-                        ) -> tuple[list[str], dict[str, str]]:
+def _available_families(
+    blocks: FeatureBlocks,
+    task: Task,
+    df: pd.DataFrame,
+    schema: Schema,
+    time_budget: float | None,
+    requested: list[str] | None,
+) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     names = requested or list(FAMILIES)
     for n in names:
         if n not in FAMILIES:
             raise InvalidParameterError(
-                f"Unknown model family '{n}'. Choose from: {', '.join(FAMILIES)}.")
+                f"Unknown model family '{n}'. Choose from: {', '.join(FAMILIES)}."
+            )
     out = []
     for n in names:
         fam = FAMILIES[n]
@@ -104,18 +115,20 @@ def _available_families(blocks: FeatureBlocks, task: Task, df: pd.DataFrame, sch
             skipped[n] = "no suitable columns"
             continue
         out.append(n)
-    if "catboost" in out and schema.text and not requested:
-        # CatBoost pays off on tabular-heavy data; with text it mostly duplicates LightGBM.
-        if len(schema.categorical) + len(schema.numeric) < 3 * len(schema.text):
-            out.remove("catboost")
-            skipped["catboost"] = "text-heavy data"
+    # CatBoost pays off on tabular-heavy data; with text it mostly duplicates LightGBM.
+    tabular = len(schema.categorical) + len(schema.numeric)
+    if "catboost" in out and schema.text and not requested and tabular < 3 * len(schema.text):
+        out.remove("catboost")
+        skipped["catboost"] = "text-heavy data"
     if "embed" in out and time_budget is not None and not requested:
         seconds = embedding_seconds(blocks, df, schema)
         if seconds > 0.25 * time_budget:
             out.remove("embed")
-            skipped["embed"] = (f"embedding {task.n_rows} texts takes ~{seconds:.0f}s, over a "
-                                "quarter of the time budget (cached embeddings are free: "
-                                "train again with a larger budget once)")
+            skipped["embed"] = (
+                f"embedding {task.n_rows} texts takes ~{seconds:.0f}s, over a "
+                "quarter of the time budget (cached embeddings are free: "
+                "train again with a larger budget once)"
+            )
     return out, skipped
 
 
@@ -136,6 +149,13 @@ def embedding_seconds(blocks: FeatureBlocks, df: pd.DataFrame, schema: Schema) -
         cache.close()
         sample = [t for t in sample if text_key(t) not in found]
     return encoder.estimate_seconds(sample) * step if sample else 0.0
+
+
+def _fingerprint(df: pd.DataFrame) -> np.ndarray:
+    try:
+        return pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except TypeError:  # unhashable cells, e.g. lists read from JSON
+        return pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
 
 
 def _encode_target(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
@@ -159,8 +179,10 @@ def _measure_speed(model: TaxonomistModel, df: pd.DataFrame) -> dict[str, float]
         t = time.perf_counter()
         model.predict_proba(record)
         times.append(time.perf_counter() - t)
-    return {"predict_rows_per_second": float(batch),
-            "predict_one_ms_p50": float(np.median(times) * 1000)}
+    return {
+        "predict_rows_per_second": float(batch),
+        "predict_one_ms_p50": float(np.median(times) * 1000),
+    }
 
 
 def train(
@@ -204,27 +226,59 @@ def train(
     y, classes = _encode_target(df[target])
     metric_obj = primary_metric(len(classes), metric)
     folds, protocol = choose_folds(y, seed)
-    protocol.update(metric=metric_obj.name, n_rows=int(len(y)))
+    # Scores are comparable only on the same rows, folds and metric (champion promotion).
+    fingerprint = _fingerprint(df)
+    protocol.update(
+        metric=metric_obj.name,
+        n_rows=len(y),
+        data_sha1=hashlib.sha1(fingerprint.tobytes()).hexdigest()[:16],
+    )
     X = df[schema.features].reset_index(drop=True)
     encoder = None
     if schema.text:
         from taxonomist.embed.encoders import encoder_for_language
 
         encoder = encoder_for_language(profile.language).name
-    blocks = FeatureBlocks(block_specs(schema, X, folds, seed, embed_encoder=encoder,
-                                       cache_path=str(settings.cache_dir / "embeddings.db")))
+    blocks = FeatureBlocks(
+        block_specs(
+            schema,
+            X,
+            folds,
+            seed,
+            embed_encoder=encoder,
+            cache_path=str(settings.cache_dir / "embeddings.db"),
+        )
+    )
     text_nnz = 0
     if "text" in blocks.specs:
         text_nnz = int(blocks.fit_block("text", X, y).nnz)
-    task = Task(n_rows=len(y), n_classes=len(classes), seed=seed, n_jobs=settings.n_jobs,
-                text_nnz=text_nnz, has_categorical=bool(schema.categorical))
+    task = Task(
+        n_rows=len(y),
+        n_classes=len(classes),
+        seed=seed,
+        n_jobs=settings.n_jobs,
+        text_nnz=text_nnz,
+        has_categorical=bool(schema.categorical),
+    )
     names, skipped = _available_families(blocks, task, X, schema, time_budget, families)
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
     block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
-    search = ModelSearch(X, y, blocks, task, metric_obj, folds, names, deadline=deadline,
-                         n_trials=trials, started=started, time_budget=time_budget,
-                         on_progress=on_progress, block_costs=block_costs)
+    search = ModelSearch(
+        X,
+        y,
+        blocks,
+        task,
+        metric_obj,
+        folds,
+        names,
+        deadline=deadline,
+        n_trials=trials,
+        started=started,
+        time_budget=time_budget,
+        on_progress=on_progress,
+        block_costs=block_costs,
+    )
     result = search.run()
     result.skipped_families = skipped
     result.protocol = protocol
@@ -232,53 +286,82 @@ def train(
         raise BudgetError(
             f"No model finished within the time budget of {time_budget:.0f}s "
             f"({len(y)} rows, {len(classes)} classes). Give more time with --time-budget.",
-            details={"time_budget": time_budget})
-    model, metrics = _finish(search, result, schema, classes, metric_obj, y, settings,
-                             on_progress, started, time_budget)
+            details={"time_budget": time_budget},
+        )
+    model, metrics = _finish(
+        search, result, schema, classes, metric_obj, y, settings, on_progress, started, time_budget
+    )
     model.profile = profile.to_dict()
-    model.info.update(protocol=protocol, skipped_families=skipped,
-                      validation=report.to_dict(), target=target)
+    model.info.update(
+        protocol=protocol, skipped_families=skipped, validation=report.to_dict(), target=target
+    )
     metrics.update(_measure_speed(model, X))
     train_seconds = time.perf_counter() - started
     metrics["train_seconds"] = train_seconds
     model.info["metrics"] = metrics
     best_family = max(model.families.items(), key=lambda kv: kv[1])[0]
     leaderboard = _leaderboard(result)
-    out = TrainResult(model=model, metrics=metrics, train_seconds=train_seconds,
-                      best_family=best_family, report=report, profile=profile,
-                      leaderboard=leaderboard)
+    out = TrainResult(
+        model=model,
+        metrics=metrics,
+        train_seconds=train_seconds,
+        best_family=best_family,
+        report=report,
+        profile=profile,
+        leaderboard=leaderboard,
+    )
     if name and register:
         from taxonomist.registry import register_training
 
-        register_training(out, name=name, promote=promote, study=result.study,
-                          settings=settings)
+        register_training(out, name=name, promote=promote, study=result.study, settings=settings)
         out.train_seconds = time.perf_counter() - started
     return out
 
 
-def _finish(search: ModelSearch, result: SearchResult, schema: Schema, classes: list[Any],
-            metric: Metric, y: np.ndarray, settings: Settings,
-            on_progress: ProgressCallback | None, started: float,
-            time_budget: float | None) -> tuple[TaxonomistModel, dict[str, Any]]:
+def _finish(
+    search: ModelSearch,
+    result: SearchResult,
+    schema: Schema,
+    classes: list[Any],
+    metric: Metric,
+    y: np.ndarray,
+    settings: Settings,
+    on_progress: ProgressCallback | None,
+    started: float,
+    time_budget: float | None,
+) -> tuple[TaxonomistModel, dict[str, Any]]:
     """Ensemble selection, calibration and the refit of the chosen members on all rows."""
     if on_progress:
-        on_progress(Progress(len(result.study.trials), search.pruned, result.records[0].score,
-                             result.records[0].family, time.perf_counter() - started,
-                             time_budget, search.n_trials, phase="refit"))
+        on_progress(
+            Progress(
+                len(result.study.trials),
+                search.pruned,
+                result.records[0].score,
+                result.records[0].family,
+                time.perf_counter() - started,
+                time_budget,
+                search.n_trials,
+                phase="refit",
+            )
+        )
     y_valid = y[result.valid_idx]
     records = result.records[:20]
-    weights, ens_score = greedy_ensemble([r.oof for r in records], y_valid, metric)
+    weights, _ = greedy_ensemble([r.oof for r in records], y_valid, metric)
     oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
     temperature = fit_temperature(oof, y_valid)
     calibrated = apply_temperature(oof, temperature)
     metrics = classification_metrics(y_valid, calibrated, [str(c) for c in classes])
     metrics.update(
-        primary_metric=metric.name, primary=float(metric(y_valid, calibrated)),
-        best_single=float(records[0].score), best_single_family=records[0].family,
+        primary_metric=metric.name,
+        primary=float(metric(y_valid, calibrated)),
+        best_single=float(records[0].score),
+        best_single_family=records[0].family,
         ece_uncalibrated=expected_calibration_error(y_valid, oof),
-        n_trials=len(result.study.trials), n_pruned=search.pruned,
-        validation=result.protocol.get("kind"))
+        n_trials=len(result.study.trials),
+        n_pruned=search.pruned,
+        validation=result.protocol.get("kind"),
+    )
     members = []
     for w, r in zip(weights, records, strict=True):
         if w <= 0:
@@ -288,20 +371,38 @@ def _finish(search: ModelSearch, result: SearchResult, schema: Schema, classes: 
         estimator.fit(search._matrices[r.family], y)
         members.append(Member(r.family, r.params, float(w), r.temperature, estimator, r.score))
     search.blocks.drop_training_outputs()
-    search.blocks.prune({b for m in members for b in FAMILIES[m.family].blocks
-                         if b in search.blocks.fitted})
-    model = TaxonomistModel(schema=schema, classes=classes, blocks=search.blocks,
-                            members=members, temperature=temperature, metric=metric.name)
+    search.blocks.prune(
+        {b for m in members for b in FAMILIES[m.family].blocks if b in search.blocks.fitted}
+    )
+    model = TaxonomistModel(
+        schema=schema,
+        classes=classes,
+        blocks=search.blocks,
+        members=members,
+        temperature=temperature,
+        metric=metric.name,
+    )
     prepare_for_inference(model)
-    model.info["trials"] = [{"number": r.number, "family": r.family, "score": r.score,
-                             "params": r.params} for r in result.records]
+    model.info["trials"] = [
+        {"number": r.number, "family": r.family, "score": r.score, "params": r.params}
+        for r in result.records
+    ]
     return model, metrics
 
 
 def _leaderboard(result: SearchResult) -> pd.DataFrame:
-    return pd.DataFrame([{"trial": r.number, "family": r.family, "score": r.score,
-                          "fold_seconds": r.fold_seconds, "params": r.params}
-                         for r in result.records])
+    return pd.DataFrame(
+        [
+            {
+                "trial": r.number,
+                "family": r.family,
+                "score": r.score,
+                "fold_seconds": r.fold_seconds,
+                "params": r.params,
+            }
+            for r in result.records
+        ]
+    )
 
 
 __all__ = ["DEFAULT_TIME_BUDGET", "TrainResult", "train"]

@@ -1,5 +1,5 @@
-"""The MLflow pyfunc flavour: any MLflow tool (``mlflow models serve``, ``mlflow.pyfunc.load_model``)
-gets the label and one ``proba_<class>`` column per class."""
+"""The MLflow pyfunc flavour: any MLflow tool (``mlflow models serve``,
+``mlflow.pyfunc.load_model``) gets the label and one ``proba_<class>`` column per class."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):
 
         self.model = joblib.load(context.artifacts["model"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None
-                ) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         out = self.model.predict_frame(model_input)
         return out[["prediction", *[c for c in out.columns if str(c).startswith("proba_")]]]

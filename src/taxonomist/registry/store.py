@@ -57,7 +57,8 @@ def parse_ref(ref: str) -> ModelRef:
         if not version.isdigit():
             raise InvalidParameterError(
                 f"Model reference '{ref}': the version after '/' must be a number, "
-                "e.g. 'apps/3'. Use 'name@alias' for an alias.")
+                "e.g. 'apps/3'. Use 'name@alias' for an alias."
+            )
         out = ModelRef(name, version=version)
     else:
         out = ModelRef(ref)
@@ -69,7 +70,8 @@ def check_name(name: str) -> None:
     if not _NAME.match(name):
         raise InvalidParameterError(
             f"Invalid model name '{name}': use letters, digits, '.', '_' or '-' (at most 100 "
-            "characters, starting with a letter or digit).")
+            "characters, starting with a letter or digit)."
+        )
 
 
 def client(settings: Settings | None = None) -> MlflowClient:
@@ -118,8 +120,9 @@ def _champion(c: MlflowClient, name: str) -> Any | None:
         return None
 
 
-def _decide_promotion(c: MlflowClient, name: str, result: TrainResult, promote: bool
-                      ) -> tuple[bool, str]:
+def _decide_promotion(
+    c: MlflowClient, name: str, result: TrainResult, promote: bool
+) -> tuple[bool, str]:
     champ = _champion(c, name)
     if promote:
         return True, "promoted on request (--promote)"
@@ -129,27 +132,37 @@ def _decide_promotion(c: MlflowClient, name: str, result: TrainResult, promote: 
     protocol = json.dumps(result.model.info["protocol"], sort_keys=True)
     mine = result.metrics["primary"]
     if tags.get("protocol") != protocol:
-        return False, (f"the champion (version {champ.version}) was validated differently "
-                       f"({tags.get('protocol')}); the scores are not comparable, so it stays. "
-                       "Use --promote to promote anyway.")
+        return False, (
+            f"the champion (version {champ.version}) was validated differently "
+            f"({tags.get('protocol')}); the scores are not comparable, so it stays. "
+            "Use --promote to promote anyway."
+        )
     theirs = float(tags.get("primary", "nan"))
     greater = result.metrics["primary_metric"] != "log_loss"
     better = mine > theirs if greater else mine < theirs
     if better:
         return True, f"beats champion version {champ.version}: {mine:.4f} vs {theirs:.4f}"
-    return False, (f"does not beat champion version {champ.version} "
-                   f"({mine:.4f} vs {theirs:.4f}); champion unchanged")
+    return False, (
+        f"does not beat champion version {champ.version} "
+        f"({mine:.4f} vs {theirs:.4f}); champion unchanged"
+    )
 
 
-def register_training(result: TrainResult, *, name: str, promote: bool,
-                      study: optuna.Study | None, settings: Settings | None = None) -> None:
+def register_training(
+    result: TrainResult,
+    *,
+    name: str,
+    promote: bool,
+    study: optuna.Study | None,
+    settings: Settings | None = None,
+) -> None:
     """Log the training as an MLflow run (trials as nested runs), register the model as a new
     version of ``name`` and move ``champion`` when it wins. Fills ``result``'s registry fields.
     """
     import joblib
     import mlflow
     from mlflow.entities import Metric as MlMetric
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
     from mlflow.models import infer_signature
 
     from taxonomist.registry.pyfunc import TaxonomistPyfunc
@@ -162,15 +175,26 @@ def register_training(result: TrainResult, *, name: str, promote: bool,
     now = int(time.time() * 1000)
     with mlflow.start_run(experiment_id=exp, run_name=f"{name}-train") as run:
         run_id = run.info.run_id
-        params = {"target": model.schema.target, "n_rows": result.report.n_rows_used,
-                  "n_classes": len(model.classes), "metric": model.metric,
-                  "validation": json.dumps(model.info["protocol"], sort_keys=True),
-                  "ensemble": json.dumps(model.families), "best_family": result.best_family,
-                  "language": result.profile.language}
-        metrics = {k: float(v) for k, v in result.metrics.items()
-                   if isinstance(v, int | float) and v is not None and k != "n"}
-        c.log_batch(run_id, metrics=[MlMetric(k, v, now, 0) for k, v in metrics.items()],
-                    params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        params = {
+            "target": model.schema.target,
+            "n_rows": result.report.n_rows_used,
+            "n_classes": len(model.classes),
+            "metric": model.metric,
+            "validation": json.dumps(model.info["protocol"], sort_keys=True),
+            "ensemble": json.dumps(model.families),
+            "best_family": result.best_family,
+            "language": result.profile.language,
+        }
+        metrics = {
+            k: float(v)
+            for k, v in result.metrics.items()
+            if isinstance(v, int | float) and v is not None and k != "n"
+        }
+        c.log_batch(
+            run_id,
+            metrics=[MlMetric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        )
         if study is not None:
             _log_trials(c, exp, run_id, study, model.metric)
         with tempfile.TemporaryDirectory() as tmp:
@@ -182,30 +206,42 @@ def register_training(result: TrainResult, *, name: str, promote: bool,
             sample = _input_example(model)
             signature = infer_signature(sample, TaxonomistPyfunc_predict(model, sample))
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=TaxonomistPyfunc(),
-                artifacts={"model": str(path)}, pip_requirements=_pip_requirements(),
-                signature=signature, registered_model_name=name)
+                name="model",
+                python_model=TaxonomistPyfunc(),
+                artifacts={"model": str(path)},
+                pip_requirements=_pip_requirements(),
+                signature=signature,
+                registered_model_name=name,
+            )
         version = str(info.registered_model_version)
         result.run_id = run_id
         result.name = name
         result.version = int(version)
         primary = result.metrics["primary"]
-        for key, value in {"primary": f"{primary:.6f}", "metric": model.metric,
-                           "protocol": json.dumps(model.info["protocol"], sort_keys=True),
-                           "target": str(model.schema.target),
-                           "best_family": result.best_family}.items():
+        for key, value in {
+            "primary": f"{primary:.6f}",
+            "metric": model.metric,
+            "protocol": json.dumps(model.info["protocol"], sort_keys=True),
+            "target": str(model.schema.target),
+            "best_family": result.best_family,
+        }.items():
             c.set_model_version_tag(name, version, key, value)
         promoted, reason = _decide_promotion(c, name, result, promote)
         if promoted:
             c.set_registered_model_alias(name, CHAMPION, version)
         c.set_model_version_tag(name, version, "promotion", reason)
-        mlflow.set_tags({"promoted": str(promoted), "promotion": reason,
-                         "registered_model": f"{name}/{version}"})
+        mlflow.set_tags(
+            {
+                "promoted": str(promoted),
+                "promotion": reason,
+                "registered_model": f"{name}/{version}",
+            }
+        )
         result.promoted, result.promotion_reason = promoted, reason
         logger.info("registered %s/%s (%s)", name, version, reason)
 
 
-def TaxonomistPyfunc_predict(model: TaxonomistModel, sample: Any) -> Any:  # noqa: N802
+def TaxonomistPyfunc_predict(model: TaxonomistModel, sample: Any) -> Any:
     out = model.predict_frame(sample)
     return out[["prediction", *[c for c in out.columns if str(c).startswith("proba_")]]]
 
@@ -220,8 +256,7 @@ def _input_example(model: TaxonomistModel) -> Any:
     return pd.DataFrame([row])
 
 
-def _log_trials(c: MlflowClient, exp: str, parent: str, study: optuna.Study, metric: str
-                ) -> None:
+def _log_trials(c: MlflowClient, exp: str, parent: str, study: optuna.Study, metric: str) -> None:
     import optuna
     from mlflow.entities import Metric as MlMetric
     from mlflow.entities import Param, RunStatus
@@ -230,20 +265,24 @@ def _log_trials(c: MlflowClient, exp: str, parent: str, study: optuna.Study, met
     for t in study.trials:
         if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
             continue
-        run = c.create_run(exp, run_name=f"trial-{t.number}",
-                           tags={"mlflow.parentRunId": parent, "trial_state": t.state.name})
-        metrics = [MlMetric("fold_seconds", float(t.user_attrs.get("fold_seconds", 0.0)), now,
-                            0)]
+        run = c.create_run(
+            exp,
+            run_name=f"trial-{t.number}",
+            tags={"mlflow.parentRunId": parent, "trial_state": t.state.name},
+        )
+        metrics = [MlMetric("fold_seconds", float(t.user_attrs.get("fold_seconds", 0.0)), now, 0)]
         if t.value is not None:
             score = -t.value if metric != "log_loss" else t.value
             metrics.append(MlMetric(metric, float(score), now, 0))
-        c.log_batch(run.info.run_id, metrics=metrics,
-                    params=[Param(k, str(v)) for k, v in t.params.items()])
+        c.log_batch(
+            run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in t.params.items()]
+        )
         c.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _write_artifacts(result: TrainResult, study: optuna.Study | None, folder: Path
-                     ) -> dict[str, str]:
+def _write_artifacts(
+    result: TrainResult, study: optuna.Study | None, folder: Path
+) -> dict[str, str]:
     from taxonomist.models import plots
     from taxonomist.models.metrics import METRICS
 
@@ -258,17 +297,23 @@ def _write_artifacts(result: TrainResult, study: optuna.Study | None, folder: Pa
     result.leaderboard.to_csv(report / "leaderboard.csv", index=False)
     classes = [str(c) for c in model.classes]
     files["confusion_matrix"] = plots.confusion_matrix_plot(
-        result.metrics["confusion_matrix"], classes, report / "confusion_matrix.png")
-    files["per_class_f1"] = plots.per_class_f1_plot(result.metrics["per_class"],
-                                                    report / "per_class_f1.png")
+        result.metrics["confusion_matrix"], classes, report / "confusion_matrix.png"
+    )
+    files["per_class_f1"] = plots.per_class_f1_plot(
+        result.metrics["per_class"], report / "per_class_f1.png"
+    )
     if study is not None:
-        files["history"] = plots.history_plot(study, model.metric,
-                                              METRICS[model.metric].greater_is_better,
-                                              report / "optimization_history.png")
+        files["history"] = plots.history_plot(
+            study,
+            model.metric,
+            METRICS[model.metric].greater_is_better,
+            report / "optimization_history.png",
+        )
         imp = plots.param_importances(study, result.best_family)
         (report / "param_importances.json").write_text(json.dumps(imp))
-        files["importances"] = plots.importance_plot(imp, result.best_family,
-                                                     report / "param_importances.png")
+        files["importances"] = plots.importance_plot(
+            imp, result.best_family, report / "param_importances.png"
+        )
     return {k: v.name for k, v in files.items()}
 
 
@@ -293,10 +338,15 @@ def resolve(ref: str | ModelRef, settings: Settings | None = None) -> Any:
     except MlflowException:
         pass
     known = [m.name for m in c.search_registered_models()]
-    hint = f" Registered models: {', '.join(known)}." if known else \
-        " No model is registered yet: train one with 'taxonomist train DATA --target COL --name NAME'."
-    raise ModelNotFoundError(f"No model version matches '{r}'.{hint}",
-                             details={"ref": str(r), "models": known})
+    hint = (
+        f" Registered models: {', '.join(known)}."
+        if known
+        else " No model is registered yet: train one with "
+        "'taxonomist train DATA --target COL --name NAME'."
+    )
+    raise ModelNotFoundError(
+        f"No model version matches '{r}'.{hint}", details={"ref": str(r), "models": known}
+    )
 
 
 def load_model(ref: str, settings: Settings | None = None) -> TaxonomistModel:
@@ -311,7 +361,8 @@ def load_model(ref: str, settings: Settings | None = None) -> TaxonomistModel:
         if key in _loaded:
             return _loaded[key]
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{mv.name}/{mv.version}", tracking_uri=settings.mlflow_tracking_uri)
+        artifact_uri=f"models:/{mv.name}/{mv.version}", tracking_uri=settings.mlflow_tracking_uri
+    )
     path = next(Path(local).rglob("model.joblib"))
     model = joblib.load(path)
     model.info.setdefault("registry", {}).update(name=mv.name, version=int(mv.version))
@@ -322,11 +373,17 @@ def load_model(ref: str, settings: Settings | None = None) -> TaxonomistModel:
 
 def _version_dict(mv: Any, aliases: list[str]) -> dict[str, Any]:
     tags = mv.tags or {}
-    return {"version": int(mv.version), "aliases": aliases, "run_id": mv.run_id,
-            "created": mv.creation_timestamp, "metric": tags.get("metric"),
-            "primary": float(tags["primary"]) if "primary" in tags else None,
-            "target": tags.get("target"), "best_family": tags.get("best_family"),
-            "promotion": tags.get("promotion")}
+    return {
+        "version": int(mv.version),
+        "aliases": aliases,
+        "run_id": mv.run_id,
+        "created": mv.creation_timestamp,
+        "metric": tags.get("metric"),
+        "primary": float(tags["primary"]) if "primary" in tags else None,
+        "target": tags.get("target"),
+        "best_family": tags.get("best_family"),
+        "promotion": tags.get("promotion"),
+    }
 
 
 def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
@@ -337,11 +394,15 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
         aliases: dict[str, list[str]] = {}
         for alias, version in (rm.aliases or {}).items():
             aliases.setdefault(str(version), []).append(alias)
-        versions = sorted(c.search_model_versions(f"name='{rm.name}'"),
-                          key=lambda v: -int(v.version))
-        out.append({"name": rm.name,
-                    "versions": [_version_dict(v, aliases.get(str(v.version), []))
-                                 for v in versions]})
+        versions = sorted(
+            c.search_model_versions(f"name='{rm.name}'"), key=lambda v: -int(v.version)
+        )
+        out.append(
+            {
+                "name": rm.name,
+                "versions": [_version_dict(v, aliases.get(str(v.version), [])) for v in versions],
+            }
+        )
     return out
 
 

@@ -1,0 +1,52 @@
+"""Sentence encoders that ship their weights, and the on-disk embedding cache."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taxonomist.embed import EmbeddingCache, SentenceEmbedder, encoder_for_language
+from taxonomist.embed.cache import text_key
+
+PAIRS = [
+    ("a cheap flight to paris", "low-cost plane tickets to paris"),
+    ("un vol pas cher pour paris", "billets d'avion bon marché pour paris"),
+]
+
+
+def test_multilingual_encoder_embeds_paraphrases_close(tmp_path: Path) -> None:
+    emb = SentenceEmbedder("use", cache_path=str(tmp_path / "cache.db")).fit(None)
+    texts = [t for pair in PAIRS for t in pair] + ["recette de gâteau au chocolat"]
+    E = emb.transform(np.array(texts, dtype=object)[:, None])
+    assert E.shape == (5, 512)
+    assert np.allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-3)
+    sims = E @ E.T
+    assert sims[2, 3] > sims[2, 4]  # French paraphrase closer than an unrelated French text
+    assert sims[0, 2] > sims[0, 4]  # and across languages
+
+
+def test_cache_returns_the_same_vectors_without_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    texts = np.array([[f"product number {i} in the catalogue"] for i in range(40)], dtype=object)
+    emb = SentenceEmbedder("use", cache_path=str(path)).fit(None)
+    first = emb.transform(texts)
+    cache = EmbeddingCache(path)
+    assert len(cache.get("use", [text_key(t[0]) for t in texts], 512)) == 40
+    cache.close()
+    start = time.perf_counter()
+    again = SentenceEmbedder("use", cache_path=str(path)).fit(None).transform(texts)
+    assert time.perf_counter() - start < 0.5
+    assert np.array_equal(first, again)
+
+
+@pytest.mark.torch
+def test_english_uses_minilm_when_torch_is_installed() -> None:
+    enc = encoder_for_language("en")
+    assert enc.name == "minilm"
+    E = enc.encode([PAIRS[0][0], PAIRS[0][1], "chocolate cake recipe"])
+    assert E.shape == (3, 384)
+    assert float(E[0] @ E[1]) > float(E[0] @ E[2]) + 0.2
+    assert encoder_for_language("fr").name == "use"
