@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 KEEP_TOP = 30
+ENSEMBLE_POOL = 6  # best trials the ensemble draws from; their refit time is reserved
 
 
 @dataclass
@@ -160,7 +161,7 @@ class ModelSearch:
     # -- time accounting -------------------------------------------------------------------
     def refit_reserve(self) -> float:
         """Seconds to keep for refitting the likely ensemble members on all rows."""
-        top = sorted(self.records, key=lambda r: self.metric.loss(r.score))[:4]
+        top = sorted(self.records, key=lambda r: self.metric.loss(r.score))[:ENSEMBLE_POOL]
         per_fit = sum(r.fold_seconds for r in top) * (1 + 1 / max(len(self.folds), 2))
         return 2.0 + 1.2 * per_fit
 
@@ -170,10 +171,18 @@ class ModelSearch:
         if times:
             return float(np.median(times)) * len(self.folds)
         return sum(
-            self.block_costs.get(b, 0.0)
+            self.block_cost(b)
             for b in FAMILIES[family].blocks
-            if b not in self.blocks.train_outputs
+            if b in self.blocks.specs and b not in self.blocks.train_outputs
         )
+
+    def block_cost(self, block: str) -> float:
+        """Estimated seconds to fit a block not fitted yet."""
+        if block == "text_oof":
+            # One linear SVM per fold plus one on all rows, on the text alone.
+            svm = self.family_fold_seconds.get("linear_svm")
+            return float(np.median(svm)) * (len(self.folds) + 1) if svm else 0.0
+        return self.block_costs.get(block, 0.0)
 
     def _time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.perf_counter()
@@ -200,8 +209,9 @@ class ModelSearch:
         X = self._matrix(family)
         # No single trial may take more than 30% of the time left when it starts, so one slow
         # family (CatBoost on many classes) cannot starve the rest of the search.
+        # The first model always gets to finish: a search must return something.
         trial_deadline = None
-        if self.deadline is not None:
+        if self.deadline is not None and self.records:
             trial_deadline = time.perf_counter() + 0.3 * max(
                 self._time_left() - self.refit_reserve(), 0.0
             )

@@ -29,7 +29,13 @@ from taxonomist.models.metrics import (
     primary_metric,
 )
 from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
-from taxonomist.models.search import ModelSearch, Progress, SearchResult, choose_folds
+from taxonomist.models.search import (
+    ENSEMBLE_POOL,
+    ModelSearch,
+    Progress,
+    SearchResult,
+    choose_folds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +351,7 @@ def _finish(
             )
         )
     y_valid = y[result.valid_idx]
-    records = result.records[:20]
+    records = result.records[:ENSEMBLE_POOL]
     weights, _ = greedy_ensemble([r.oof for r in records], y_valid, metric)
     oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
