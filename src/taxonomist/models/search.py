@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 KEEP_TOP = 30
+CHEAP_FIRST = ["complement_nb", "logreg", "linear_svm", "lightgbm", "embed", "catboost"]
 ENSEMBLE_POOL = 6  # best trials the ensemble draws from; their refit time is reserved
 
 
@@ -207,12 +208,14 @@ class ModelSearch:
             if needed > self._time_left():
                 raise optuna.TrialPruned(f"{name} needs ~{needed:.0f}s; not enough time left")
         X = self._matrix(family)
-        # No single trial may take more than 30% of the time left when it starts, so one slow
-        # family (CatBoost on many classes) cannot starve the rest of the search.
+        # No single trial may take more than 30% of the time left when it starts (60% while
+        # fewer than three models exist), so one slow family (CatBoost on many classes)
+        # cannot starve the rest of the search.
         # The first model always gets to finish: a search must return something.
         trial_deadline = None
         if self.deadline is not None and self.records:
-            trial_deadline = time.perf_counter() + 0.3 * max(
+            share = 0.3 if len(self.records) >= 3 else 0.6
+            trial_deadline = time.perf_counter() + share * max(
                 self._time_left() - self.refit_reserve(), 0.0
             )
         k = self.task.n_classes
@@ -303,7 +306,9 @@ class ModelSearch:
             n_startup_trials=len(self.families) + 2, n_warmup_steps=0
         )
         study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-        for name in self.families:
+        # Cheapest first: a usable model within seconds, and measured fold times that let the
+        # time guard judge the expensive families before they start.
+        for name in sorted(self.families, key=CHEAP_FIRST.index):
             study.enqueue_trial(default_params_as_trial(FAMILIES[name]))
         timeout = None if self.deadline is None else max(self._time_left(), 1.0)
         # With a time budget the loop ends through the callback; n_trials caps it otherwise.
