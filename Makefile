@@ -20,7 +20,7 @@ demo: install
 	$(VENV)/bin/taxonomist demo
 
 test: install
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --timeout 900 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --timeout 900 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

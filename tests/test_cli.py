@@ -15,7 +15,6 @@ from taxonomist.cli import app
 
 from .conftest import shared
 
-pytestmark = pytest.mark.xdist_group("train")
 runner = CliRunner()
 
 

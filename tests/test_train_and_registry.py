@@ -13,8 +13,6 @@ from taxonomist.models.train import train
 
 from .conftest import shared
 
-pytestmark = pytest.mark.xdist_group("train")
-
 
 def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:
     kwargs = dict(trials=5, register=False, families=["linear_svm", "complement_nb", "lightgbm"])
@@ -23,7 +21,9 @@ def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:
     assert a.metrics["primary"] == b.metrics["primary"]
     pa = a.model.predict_proba(rakuten.head(50)).to_numpy()
     pb = b.model.predict_proba(rakuten.head(50)).to_numpy()
-    assert np.allclose(pa, pb)
+    # Identical up to float32 summation noise of threaded BLAS.
+    assert np.allclose(pa, pb, rtol=1e-4, atol=1e-5)
+    assert (pa.argmax(axis=1) == pb.argmax(axis=1)).all()
     assert a.metrics["n_trials"] == 5
 
 

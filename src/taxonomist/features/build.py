@@ -21,7 +21,14 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.utils.validation import check_is_fitted
 
 from taxonomist.data.schema import Schema
-from taxonomist.features.categorical import CategoryStrings, CountEncoder, one_hot, target_encoder
+from taxonomist.features.categorical import (
+    CategoryCodes,
+    CategoryStrings,
+    CountEncoder,
+    integer_code_columns,
+    one_hot,
+    target_encoder,
+)
 from taxonomist.features.numeric import raw_numeric, scaled_numeric
 from taxonomist.features.stacking import OutOfFoldDecision
 from taxonomist.features.text import HashedTfidfVectorizer
@@ -132,6 +139,9 @@ def block_specs(
                 lambda: SentenceEmbedder(encoder=embed_encoder, cache_path=cache_path),
                 False,
             )
+    codes = integer_code_columns(df, nums)
+    if codes:
+        specs["num_codes"] = BlockSpec("num_codes", tuple(codes), None, CategoryCodes, True)
     if cats:
         specs["onehot"] = BlockSpec("onehot", tuple(cats), None, one_hot, True)
         specs["cat_count"] = BlockSpec("cat_count", tuple(cats), None, CountEncoder, False)

@@ -16,9 +16,57 @@ MISSING = "__missing__"
 
 
 def as_category_strings(X: Any) -> pd.DataFrame:
-    """Categorical columns as strings, missing values as one explicit level."""
+    """Categorical columns as strings, missing values as one explicit level.
+
+    Whole numbers print without a decimal part, so a code read as 1 in training and as 1.0
+    from a JSON request is the same level.
+    """
     df = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=object))
-    return df.astype("object").where(df.notna(), MISSING).astype(str)
+    out = {}
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_float_dtype(s):
+            whole = s.notna() & (s % 1 == 0)
+            s = s.astype(object).where(~whole, s.where(whole, 0).astype("int64").astype(object))
+        out[col] = s.astype("object").where(s.notna(), MISSING).astype(str)
+    return pd.DataFrame(out, index=df.index)
+
+
+class CategoryCodes(TransformerMixin, BaseEstimator):
+    """One-hot of integer code columns (ids, ratings, ad slots) for linear models.
+
+    The numeric block already gives linear models each column's magnitude; many integer
+    columns are labels in disguise (Avazu's C14-C21, banner positions), which only a
+    one-hot lets a linear model use.
+    """
+
+    def __init__(self, min_frequency: int = 2) -> None:
+        self.min_frequency = min_frequency
+
+    def fit(self, X: Any, y: Any = None) -> CategoryCodes:
+        self.encoder_ = one_hot(self.min_frequency).fit(as_category_strings(X))
+        self.n_features_in_ = self.encoder_.n_features_in_
+        return self
+
+    def transform(self, X: Any) -> Any:
+        check_is_fitted(self, "encoder_")
+        return self.encoder_.transform(as_category_strings(X))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "encoder_")
+        return self.encoder_.get_feature_names_out()
+
+
+def integer_code_columns(df: pd.DataFrame, columns: list[str], max_levels: int = 1000) -> list[str]:
+    """Numeric columns holding whole numbers with few distinct values (likely codes)."""
+    out = []
+    for col in columns:
+        s = pd.to_numeric(df[col], errors="coerce").dropna()
+        if s.empty or (s % 1 != 0).any():
+            continue
+        if 2 < s.nunique() <= min(max_levels, max(20, len(s) // 20)):
+            out.append(col)
+    return out
 
 
 class CountEncoder(TransformerMixin, BaseEstimator):

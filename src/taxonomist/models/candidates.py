@@ -358,7 +358,7 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             "linear_svm",
-            ("text", "onehot", "num_scaled"),
+            ("text", "onehot", "num_scaled", "num_codes"),
             "sparse",
             _suggest_svm,
             _build_svm,
@@ -366,7 +366,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "logreg",
-            ("text", "onehot", "num_scaled"),
+            ("text", "onehot", "num_scaled", "num_codes"),
             "sparse",
             _suggest_logreg,
             _build_logreg,

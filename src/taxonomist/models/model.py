@@ -59,6 +59,8 @@ class TaxonomistModel:
         if isinstance(data, list):
             if not all(isinstance(r, dict) for r in data):
                 raise SchemaMismatchError("Records must be JSON objects (column -> value).")
+            if len(data) <= 64:
+                return self._prepare_records(data)
             df = pd.DataFrame.from_records(data)
         elif isinstance(data, pd.DataFrame):
             df = data
@@ -103,6 +105,24 @@ class TaxonomistModel:
                 )
         return out
 
+    def _prepare_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """``prepare`` for a few JSON records, without pandas' type inference (which costs
+        more than the prediction itself for one record)."""
+        missing = [c for c in self.feature_columns if not any(c in r for r in records)]
+        if missing:
+            return self.prepare(pd.DataFrame.from_records(records))  # the full message
+        numeric = set(self.schema.numeric)
+        columns: dict[str, Any] = {}
+        for col in self.feature_columns:
+            values = [r.get(col) for r in records]
+            if col in numeric:
+                columns[col] = np.array([_to_number(col, v) for v in values], dtype=np.float64)
+            else:
+                columns[col] = np.array(
+                    [None if _blank(v) else str(v) for v in values], dtype=object
+                )
+        return pd.DataFrame(columns, copy=False)
+
     # -- prediction -------------------------------------------------------------------------
     def _member_blocks(self) -> list[str]:
         names: list[str] = []
@@ -123,8 +143,13 @@ class TaxonomistModel:
     def _proba_checked(self, X: pd.DataFrame) -> np.ndarray:
         outputs = self.blocks.transform(X, self._member_blocks())
         total = np.zeros((len(X), len(self.classes)), dtype=np.float64)
+        matrices: dict[tuple[tuple[str, ...], str], Any] = {}
         for m in self.members:
-            matrix = family_matrix(FAMILIES[m.family], outputs)
+            family = FAMILIES[m.family]
+            key = (family.blocks, family.layout)  # members of one layout share one matrix
+            if key not in matrices:
+                matrices[key] = family_matrix(family, outputs)
+            matrix = matrices[key]
             p = proba_full(m.estimator, matrix, len(self.classes))
             total += m.weight * apply_temperature(p, m.temperature)
         return floor_probabilities(apply_temperature(total.astype(np.float32), self.temperature))
@@ -229,6 +254,25 @@ def prepare_for_inference(obj: Any, _seen: set[int] | None = None) -> None:
         elif isinstance(value, dict):
             for item in value.values():
                 prepare_for_inference(item, seen)
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _to_number(col: str, v: Any) -> float:
+    if _blank(v) or (isinstance(v, str) and not v.strip()):
+        return np.nan
+    if isinstance(v, bool | int | float | np.number):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        raise SchemaMismatchError(
+            f"Column '{col}' must be numeric but got {v!r}. Send a number (or leave the value "
+            "empty).",
+            details={"column": col, "bad_values": [str(v)]},
+        ) from None
 
 
 def _label_key(v: Any) -> str:

@@ -30,11 +30,11 @@ from taxonomist.models.metrics import (
 )
 from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
 from taxonomist.models.search import (
-    ENSEMBLE_POOL,
     ModelSearch,
     Progress,
     SearchResult,
     choose_folds,
+    ensemble_pool,
 )
 
 logger = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ def _finish(
             )
         )
     y_valid = y[result.valid_idx]
-    records = result.records[:ENSEMBLE_POOL]
+    records = ensemble_pool(result.records, metric)
     weights, _ = greedy_ensemble([r.oof for r in records], y_valid, metric)
     oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
