@@ -98,9 +98,9 @@ def _scores(y_true, proba, classes, binary: bool) -> dict:
 
 
 def run_one(name: str, budget: float) -> dict:
-    import numpy as np
 
     from taxonomist.data import infer_column_roles
+    from taxonomist.models.train import single_record_ms
     from taxonomist.models.train import train as train_model
 
     train, test, target = _split(name)
@@ -117,11 +117,7 @@ def run_one(name: str, budget: float) -> dict:
     rows_per_s = len(test) / (time.perf_counter() - start)
     ours = _scores(test[target], proba.to_numpy(), list(proba.columns), binary)
     record = test.iloc[0][model.feature_columns].to_dict()
-    times = []
-    for _ in range(51):
-        t = time.perf_counter()
-        model.predict_proba(record)
-        times.append(time.perf_counter() - t)
+    one_ms = single_record_ms(model, record, repeats=51)
 
     linear = train_model(train, target, trials=3, families=["linear_svm"], register=False)
     big = test if len(test) >= 5000 else test.sample(5000, replace=True, random_state=0)
@@ -129,11 +125,6 @@ def run_one(name: str, budget: float) -> dict:
     start = time.perf_counter()
     linear.model.predict_proba(big)
     linear_rows_per_s = len(big) / (time.perf_counter() - start)
-    one = []
-    for _ in range(51):
-        t = time.perf_counter()
-        linear.model.predict_proba(record)
-        one.append(time.perf_counter() - t)
 
     return {
         "dataset": name,
@@ -150,9 +141,9 @@ def run_one(name: str, budget: float) -> dict:
         "ensemble": model.families,
         "n_trials": result.metrics["n_trials"],
         "predict_rows_per_s": rows_per_s,
-        "predict_one_ms_p50": float(np.median(times) * 1e3),
+        "predict_one_ms_p50": one_ms,
         "linear_rows_per_s": linear_rows_per_s,
-        "linear_one_ms_p50": float(np.median(one) * 1e3),
+        "linear_one_ms_p50": single_record_ms(linear.model, record, repeats=51),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
