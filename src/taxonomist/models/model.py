@@ -31,6 +31,7 @@ class Member:
     temperature: float
     estimator: Any
     score: float
+    trial: Any = field(default=None, repr=False, compare=False)  # the search record (training)
 
 
 @dataclass

@@ -359,6 +359,10 @@ def _finish(
     y_valid = y[result.valid_idx]
     records = ensemble_pool(result.records, metric)
     weights, _ = greedy_ensemble([r.oof for r in records], y_valid, metric)
+    members = _refit_members(search, records, weights, y, started, time_budget)
+    weights = np.array([next((m.weight for m in members if m.trial is r), 0.0) for r in records])
+    for m in members:
+        m.trial = None  # the search record holds out-of-fold arrays: not part of the model
     oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
     temperature = fit_temperature(oof, y_valid)
@@ -374,14 +378,6 @@ def _finish(
         n_pruned=search.pruned,
         validation=result.protocol.get("kind"),
     )
-    members = []
-    for w, r in zip(weights, records, strict=True):
-        if w <= 0:
-            continue
-        family = FAMILIES[r.family]
-        estimator = family.build(r.params, search.task)
-        estimator.fit(search._matrices[r.family], y)
-        members.append(Member(r.family, r.params, float(w), r.temperature, estimator, r.score))
     search.blocks.drop_training_outputs()
     search.blocks.prune(
         {b for m in members for b in FAMILIES[m.family].blocks if b in search.blocks.fitted}
@@ -400,6 +396,46 @@ def _finish(
         for r in result.records
     ]
     return model, metrics
+
+
+def _refit_members(
+    search: ModelSearch,
+    records: list[Any],
+    weights: np.ndarray,
+    y: np.ndarray,
+    started: float,
+    time_budget: float | None,
+) -> list[Member]:
+    """Refit the chosen trials on all rows, heaviest first.
+
+    A member whose refit would end past the budget (+10 %) is left out and the weights of the
+    rest renormalised: the first member is always kept, so a model always comes out.
+    """
+    order = sorted((i for i, w in enumerate(weights) if w > 0), key=lambda i: -weights[i])
+    members: list[Member] = []
+    for i in order:
+        r = records[i]
+        expected = r.fold_seconds * (1 + 1 / max(len(search.folds), 2)) * 1.2
+        if (
+            members
+            and time_budget is not None
+            and (time.perf_counter() + expected > started + 1.1 * time_budget)
+        ):
+            logger.info(
+                "left %s (trial %d) out of the ensemble: no time to refit it", r.family, r.number
+            )
+            continue
+        estimator = FAMILIES[r.family].build(r.params, search.task)
+        estimator.fit(search._matrices[r.family], y)
+        members.append(
+            Member(
+                r.family, r.params, float(weights[i]), r.temperature, estimator, r.score, trial=r
+            )
+        )
+    total = sum(m.weight for m in members)
+    for m in members:
+        m.weight /= total
+    return members
 
 
 def _leaderboard(result: SearchResult) -> pd.DataFrame:
