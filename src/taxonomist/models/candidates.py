@@ -30,8 +30,6 @@ class Task:
     n_classes: int
     seed: int
     n_jobs: int
-    text_nnz: int = 0
-    has_categorical: bool = False
 
 
 class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):

@@ -261,16 +261,11 @@ def train(
             cache_path=str(settings.cache_dir / "embeddings.db"),
         )
     )
-    text_nnz = 0
-    if "text" in blocks.specs:
-        text_nnz = int(blocks.fit_block("text", X, y).nnz)
     task = Task(
         n_rows=len(y),
         n_classes=len(classes),
         seed=seed,
         n_jobs=settings.n_jobs,
-        text_nnz=text_nnz,
-        has_categorical=bool(schema.categorical),
     )
     names, skipped = _available_families(blocks, task, X, schema, time_budget, families)
     logger.info("families: %s; skipped: %s", names, skipped)
