@@ -53,6 +53,20 @@ def test_python_and_vectorised_hashes_agree() -> None:
         assert counts.sum() == len(grams)
 
 
+def test_sorted_key_counts_equal_scipy_duplicate_sums() -> None:
+    from scipy import sparse
+
+    from taxonomist.features.text import _csr_counts
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 50, 5000), rng.integers(0, 70, 5000)
+    ours = _csr_counts(rows, cols, 60, 70)  # rows 50..59 stay empty
+    theirs = sparse.csr_matrix((np.ones(5000), (rows, cols)), shape=(60, 70))
+    assert ours.has_sorted_indices and ours.nnz == theirs.nnz
+    assert np.array_equal(ours.toarray(), theirs.toarray())
+    assert _csr_counts(rows[:0], cols[:0], 3, 70).shape == (3, 70)
+
+
 def test_tfidf_rows_are_unit_norm_and_match_sklearn_idf_order() -> None:
     vec = HashedTfidfVectorizer(char_ngrams=None, min_df=1)
     X = vec.fit_transform(TEXTS)
@@ -101,6 +115,30 @@ def test_out_of_fold_decision_never_sees_the_row_label() -> None:
     acc_in = ((in_sample[:, 0] > 0) == y).mean()
     assert acc_in > 0.95
     assert 0.35 < acc_oof < 0.65
+
+
+def test_out_of_fold_decision_on_threads_equals_serial() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 50))
+    y = (X[:, :3] @ [1.0, -1.0, 0.5] > 0).astype(int) + (X[:, 3] > 1)
+    serial = OutOfFoldDecision(n_jobs=1).fit_transform(X, y)
+    threaded = OutOfFoldDecision(n_jobs=2).fit_transform(X, y)
+    assert serial.shape == (300, 3)
+    assert np.array_equal(serial, threaded)
+
+
+def test_linear_svm_stops_at_its_deadline() -> None:
+    import time
+
+    from taxonomist.models.candidates import DeadlineReached
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(120, 10))
+    y = rng.integers(0, 4, 120)
+    with pytest.raises(DeadlineReached, match="0 of 4 classes"):
+        SoftmaxLinearSVC(n_jobs=2).fit(X, y, deadline=time.perf_counter() - 1)
+    fitted = SoftmaxLinearSVC(n_jobs=2).fit(X, y, deadline=time.perf_counter() + 60)
+    assert fitted.coef_.shape == (4, 10)
 
 
 @pytest.mark.torch

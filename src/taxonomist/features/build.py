@@ -108,6 +108,7 @@ def block_specs(
     seed: int,
     embed_encoder: str | None = None,
     cache_path: str | None = None,
+    n_jobs: int = 1,
 ) -> dict[str, BlockSpec]:
     """Every block this schema supports, by name."""
     specs: dict[str, BlockSpec] = {}
@@ -127,7 +128,7 @@ def block_specs(
             False,
         )
         specs["text_oof"] = BlockSpec(
-            "text_oof", (), "text", lambda: OutOfFoldDecision(folds=folds), False
+            "text_oof", (), "text", lambda: OutOfFoldDecision(folds=folds, n_jobs=n_jobs), False
         )
         if embed_encoder:
             from taxonomist.embed.transformer import SentenceEmbedder

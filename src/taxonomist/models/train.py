@@ -259,6 +259,7 @@ def train(
             seed,
             embed_encoder=encoder,
             cache_path=str(settings.cache_dir / "embeddings.db"),
+            n_jobs=settings.n_jobs,
         )
     )
     task = Task(
