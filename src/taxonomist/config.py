@@ -30,6 +30,36 @@ class Settings(BaseSettings):
     )
     seed: int = Field(default=42, description="Seed for splits, samplers and models.")
     n_jobs: int = Field(default=2, ge=1, description="Threads a model may use.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database (users, datasets, jobs); "
+        "default: a SQLite file in home. PostgreSQL: postgresql+psycopg://user:pw@host/db.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a Dask scheduler for training jobs; default: a LocalCluster "
+        "started with the service.",
+    )
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, description="Training jobs that run at once; the rest wait in a queue."
+    )
+    max_upload_mb: float = Field(default=200.0, gt=0, description="Largest dataset upload.")
+    admin_password: str | None = Field(
+        default=None,
+        description="Password of the 'admin' user created on first start; default: a one-time "
+        "password printed once.",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a login token.")
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'taxonomist.db').resolve()}"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -102,3 +102,32 @@ class BudgetError(UserInputError):
     """The time or trial budget cannot produce a model."""
 
     code = "budget_too_small"
+
+
+class AuthenticationError(TaxonomistError):
+    """No token, an unknown, expired or revoked token, or a wrong password."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class PermissionDeniedError(TaxonomistError):
+    code = "forbidden"
+    status = 403
+
+
+class ConflictError(UserInputError):
+    """The request clashes with what exists (a taken username, a job already finished)."""
+
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLargeError(UserInputError):
+    code = "payload_too_large"
+    status = 413
+
+
+class ServiceUnavailableError(TaxonomistError):
+    code = "unavailable"
+    status = 503

@@ -6,11 +6,14 @@ from taxonomist.registry.store import (
     delete,
     list_models,
     load_model,
+    loaded_models,
     parse_ref,
     register_training,
     resolve,
+    run_artifact,
     set_alias,
     show_model,
+    unload,
 )
 
 __all__ = [
@@ -19,9 +22,12 @@ __all__ = [
     "delete",
     "list_models",
     "load_model",
+    "loaded_models",
     "parse_ref",
     "register_training",
     "resolve",
+    "run_artifact",
     "set_alias",
     "show_model",
+    "unload",
 ]

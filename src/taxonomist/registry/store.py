@@ -448,3 +448,29 @@ def delete(ref: str, settings: Settings | None = None) -> dict[str, Any]:
         for key in [k for k in _loaded if k[1] == deleted["name"]]:
             _loaded.pop(key, None)
     return deleted
+
+
+def loaded_models() -> list[tuple[str, int]]:
+    """(name, version) of the models held in this process's memory."""
+    with _lock:
+        return sorted({(k[1], int(k[2])) for k in _loaded})
+
+
+def unload(name: str, version: int | None = None) -> int:
+    """Drop a model (one version or all) from memory; returns how many were dropped."""
+    with _lock:
+        keys = [k for k in _loaded if k[1] == name and (version is None or k[2] == str(version))]
+        for key in keys:
+            _loaded.pop(key, None)
+    return len(keys)
+
+
+def run_artifact(run_id: str, path: str, settings: Settings | None = None) -> Path:
+    """A local copy of one artifact of a training run (a plot, the profile)."""
+    import mlflow
+
+    settings = settings or get_settings()
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=path, tracking_uri=settings.mlflow_tracking_uri
+    )
+    return Path(local)

@@ -1,0 +1,80 @@
+"""The FastAPI app factory: routers under ``/api/v1``, errors, metrics, startup and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+import taxonomist
+from taxonomist.api.errors import install_error_handlers
+from taxonomist.api.metrics import Metrics, MetricsMiddleware
+from taxonomist.api.routers import auth, datasets, jobs, models, predict, system, users
+from taxonomist.api.services import ModelCache, Services
+from taxonomist.config import Settings, get_settings
+from taxonomist.engine import JobEngine
+from taxonomist.store import Database
+from taxonomist.store.accounts import ensure_admin
+
+logger = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+def build_services(settings: Settings, metrics: Metrics) -> Services:
+    """Open and migrate the database, create the first admin, start the job engine."""
+    db = Database(settings.database)
+    db.migrate()
+    with db.session() as s:
+        generated = ensure_admin(s, settings.admin_password)
+    if generated:
+        # Printed once: the database keeps only its hash.
+        print(
+            f"Created user 'admin' with the one-time password: {generated}\n"
+            "Log in and change it (PATCH /api/v1/users/1), or set TAXONOMIST_ADMIN_PASSWORD "
+            "before the first start.",
+            flush=True,
+        )
+    engine = JobEngine(settings, db)
+    engine.start()
+    return Services(
+        settings=settings,
+        db=db,
+        engine=engine,
+        models=ModelCache(settings, db),
+        metrics=metrics,
+        one_time_password=generated,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = build_services(settings, metrics)
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            svc.engine.close()
+            svc.db.dispose()
+
+    app = FastAPI(
+        title="Taxonomist",
+        version=taxonomist.__version__,
+        description="Train, register and serve classifiers for tables of short, messy, "
+        "multilingual texts. Log in with POST /api/v1/auth/login, then send "
+        "'Authorization: Bearer <token>'.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for r in (auth, users, datasets, jobs, models, predict):
+        api.include_router(r.router)
+    app.include_router(api)
+    app.include_router(system.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,258 @@
+"""Upload, inspect, re-role, download and delete datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from taxonomist.api.deps import ServicesDep, UserDep
+from taxonomist.api.errors import ERROR_RESPONSES
+from taxonomist.api.schemas import DatasetDetail, DatasetOut, DatasetUpdate, DatasetUploaded
+from taxonomist.api.services import Principal
+from taxonomist.data import infer_column_roles, load_table, profile_table, validate_training_table
+from taxonomist.errors import (
+    ConflictError,
+    InvalidParameterError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from taxonomist.store import Dataset, Job, JobState
+from taxonomist.store.accounts import audit
+
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
+CHUNK = 1 << 20
+_SUFFIX = re.compile(r"(\.(csv|tsv|txt|parquet|pq|jsonl|ndjson|json))(\.gz)?$", re.I)
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, NaN and infinities to null."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def _describe(
+    path: Path, target: str | None, roles: dict[str, str] | None
+) -> tuple[int, int, dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Load, infer roles, validate (for training when a target is given) and profile."""
+    df = load_table(path)
+    schema = infer_column_roles(df, target, roles)
+    n_rows, n_columns = len(df), len(df.columns)
+    if target:
+        df, schema, report = validate_training_table(df, schema)
+        report_dict = report.to_dict()
+    else:
+        report_dict = {
+            "n_rows": n_rows,
+            "n_rows_used": n_rows,
+            "n_classes": None,
+            "warnings": ["No target chosen yet: pick one (PATCH the dataset) before training."],
+        }
+    profile = profile_table(df, schema).to_dict()
+    return n_rows, n_columns, schema.to_dict()["roles"], jsonable(report_dict), jsonable(profile)
+
+
+def _visible(s: Any, user: Principal, dataset_id: int) -> Dataset:
+    ds = s.get(Dataset, dataset_id)
+    if ds is None or (not user.is_admin and ds.owner_id != user.id):
+        raise NotFoundError(f"No dataset with id {dataset_id} is visible to you.")
+    return ds
+
+
+def _parse_roles(roles: str | None) -> dict[str, str] | None:
+    if not roles:
+        return None
+    try:
+        parsed = json.loads(roles)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterError(
+            'The roles field must be a JSON object, e.g. {"title": "text"}.'
+        ) from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        raise InvalidParameterError("The roles field must map column names to role names.")
+    return {str(k): v for k, v in parsed.items()}
+
+
+def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int, str]:
+    """Copy the upload to ``folder`` in 1 MB chunks (never whole in memory)."""
+    name = upload.filename or "upload.csv"
+    match = _SUFFIX.search(name)
+    suffix = match.group(0).lower() if match else Path(name).suffix.lower()[:10]
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f"{uuid.uuid4().hex}{suffix}.part"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with part.open("wb") as out:
+            while chunk := upload.file.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"The file is larger than the upload limit of {limit / 1e6:.0f} MB. "
+                        "Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
+                        details={"limit_bytes": limit},
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    final = part.with_name(part.name.removesuffix(".part"))
+    part.rename(final)
+    return final, size, digest.hexdigest()
+
+
+@router.post(
+    "",
+    response_model=DatasetUploaded,
+    status_code=201,
+    summary="Upload a CSV, TSV, Parquet or JSON Lines file",
+    description="Multipart upload, streamed to disk. The table is validated (for training when "
+    "a target is given) and profiled; a file that cannot be used is not stored.",
+)
+def upload(
+    request: Request,
+    user: UserDep,
+    svc: ServicesDep,
+    file: Annotated[UploadFile, File(description="CSV/TSV/Parquet/JSONL, optionally .gz")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    target: Annotated[str | None, Form(max_length=200)] = None,
+    roles: Annotated[
+        str | None, Form(description='JSON object column -> role, e.g. {"id": "ignore"}')
+    ] = None,
+) -> DatasetUploaded:
+    limit = int(svc.settings.max_upload_mb * 1e6)
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit + CHUNK:
+        raise PayloadTooLargeError(
+            f"The upload ({declared / 1e6:.0f} MB) is larger than the limit of "
+            f"{limit / 1e6:.0f} MB. Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
+            details={"limit_bytes": limit},
+        )
+    overrides = _parse_roles(roles)
+    path, size, sha = _save_upload(file, svc.settings.datasets_dir, limit)
+    try:
+        n_rows, n_columns, inferred, report, profile = _describe(path, target or None, overrides)
+        with svc.db.session() as s:
+            ds = Dataset(
+                owner_id=user.id,
+                name=name or Path(file.filename or "dataset").name,
+                filename=Path(file.filename or path.name).name,
+                path=str(path),
+                size_bytes=size,
+                sha256=sha,
+                n_rows=n_rows,
+                n_columns=n_columns,
+                target=target or None,
+                roles=inferred,
+                report=report,
+                profile=profile,
+            )
+            s.add(ds)
+            s.flush()
+            audit(s, user.id, "upload_dataset", "dataset", str(ds.id), {"bytes": size})
+            out = DatasetOut.model_validate(ds)
+    except BaseException:
+        path.unlink(missing_ok=True)  # nothing half-stored
+        raise
+    return DatasetUploaded(
+        dataset=out, report=report, roles=inferred, warnings=report.get("warnings", [])
+    )
+
+
+@router.get("", response_model=list[DatasetOut], summary="Datasets you can see")
+def list_datasets(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
+    with svc.db.session() as s:
+        q = select(Dataset).order_by(Dataset.id)
+        if not user.is_admin:
+            q = q.where(Dataset.owner_id == user.id)
+        return [DatasetOut.model_validate(d) for d in s.scalars(q)]
+
+
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetDetail,
+    summary="One dataset with its validation report and profile (EDA data)",
+)
+def get_dataset(dataset_id: int, user: UserDep, svc: ServicesDep) -> DatasetDetail:
+    with svc.db.session() as s:
+        return DatasetDetail.model_validate(_visible(s, user, dataset_id))
+
+
+@router.patch(
+    "/{dataset_id}",
+    response_model=DatasetUploaded,
+    summary="Choose the target, change column roles or rename; validates again",
+)
+def update_dataset(
+    dataset_id: int, body: DatasetUpdate, user: UserDep, svc: ServicesDep
+) -> DatasetUploaded:
+    with svc.db.session() as s:
+        ds = _visible(s, user, dataset_id)
+        path, target, roles = Path(ds.path), ds.target, None
+    if body.target is not None:
+        target = body.target or None
+    if body.roles is not None:
+        roles = {c: r for c, r in body.roles.items() if r != "target"}
+    _, _, inferred, report, profile = _describe(path, target, roles)
+    with svc.db.session() as s:
+        ds = _visible(s, user, dataset_id)
+        ds.target, ds.roles, ds.report, ds.profile = target, inferred, report, profile
+        if body.name:
+            ds.name = body.name
+        audit(s, user.id, "update_dataset", "dataset", str(ds.id), body.model_dump())
+        out = DatasetOut.model_validate(ds)
+    return DatasetUploaded(
+        dataset=out, report=report, roles=inferred, warnings=report.get("warnings", [])
+    )
+
+
+@router.get(
+    "/{dataset_id}/download",
+    response_class=FileResponse,
+    summary="The file as uploaded",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download(dataset_id: int, user: UserDep, svc: ServicesDep) -> FileResponse:
+    with svc.db.session() as s:
+        ds = _visible(s, user, dataset_id)
+        path, filename = ds.path, ds.filename
+    if not Path(path).exists():
+        raise NotFoundError(f"The file of dataset {dataset_id} is gone from the data folder.")
+    return FileResponse(path, filename=filename, media_type="application/octet-stream")
+
+
+@router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset and its file")
+def delete_dataset(dataset_id: int, user: UserDep, svc: ServicesDep) -> None:
+    with svc.db.session() as s:
+        ds = _visible(s, user, dataset_id)
+        busy = s.scalar(
+            select(Job.id).where(
+                Job.dataset_id == dataset_id,
+                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+            )
+        )
+        if busy is not None:
+            raise ConflictError(
+                f"Job {busy} is training on dataset {dataset_id}: cancel it or wait."
+            )
+        path = Path(ds.path)
+        s.delete(ds)
+        audit(s, user.id, "delete_dataset", "dataset", str(dataset_id))
+    path.unlink(missing_ok=True)  # after the commit: a failed commit keeps the file

@@ -1,0 +1,44 @@
+"""Liveness, readiness and Prometheus metrics (no token needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from taxonomist.api.deps import ServicesDep
+from taxonomist.api.schemas import Ready
+from taxonomist.errors import TaxonomistError
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", summary="Liveness: the process answers")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    summary="Readiness: the database and the job engine are reachable",
+    responses={503: {"model": Ready, "description": "Not ready yet"}},
+)
+def ready(svc: ServicesDep) -> JSONResponse:
+    database = engine = "ok"
+    try:
+        svc.db.ping()
+    except TaxonomistError as exc:
+        database = exc.message
+    try:
+        svc.engine.check()
+    except TaxonomistError as exc:
+        engine = exc.message
+    ok = database == engine == "ok"
+    body = Ready(status="ready" if ok else "not ready", database=database, engine=engine)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(svc: ServicesDep) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

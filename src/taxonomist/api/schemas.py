@@ -1,0 +1,214 @@
+"""Request and response bodies (pydantic v2); they are also the OpenAPI schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["admin", "member"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- auth and users --------------------------------------------------------------------------
+class LoginRequest(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class LoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime | None
+    user: UserOut
+
+
+class TokenRequest(Strict):
+    name: str = Field(min_length=1, max_length=100, examples=["notebook"])
+    expires_days: float | None = Field(
+        default=90, gt=0, le=3650, description="Days until it expires; null for never."
+    )
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    kind: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="The secret: shown once, store it now.")
+
+
+class UserCreate(Strict):
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role = "member"
+
+
+class UserUpdate(Strict):
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
+# -- datasets ------------------------------------------------------------------------------
+ColumnRoleName = Literal["text", "categorical", "numeric", "id", "image", "target", "ignore"]
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    owner_id: int
+    name: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    n_rows: int
+    n_columns: int
+    target: str | None
+    roles: dict[str, str]
+    created_at: datetime
+
+
+class DatasetUploaded(BaseModel):
+    dataset: DatasetOut
+    report: dict[str, Any]
+    roles: dict[str, str]
+    warnings: list[str]
+
+
+class DatasetDetail(DatasetOut):
+    report: dict[str, Any]
+    profile: dict[str, Any]
+
+
+class DatasetUpdate(Strict):
+    target: str | None = Field(default=None, max_length=200)
+    roles: dict[str, ColumnRoleName] | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+# -- jobs ----------------------------------------------------------------------------------
+Family = Literal["linear_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"]
+
+
+class JobCreate(Strict):
+    dataset_id: int = Field(ge=1)
+    model_name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["apps"]
+    )
+    target: str | None = Field(default=None, max_length=200)
+    roles: dict[str, ColumnRoleName] | None = None
+    metric: (
+        Literal["f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"]
+        | None
+    ) = None
+    time_budget: float | None = Field(default=120.0, ge=5, le=86_400)
+    trials: int | None = Field(default=None, ge=1, le=10_000)
+    families: list[Family] | None = Field(default=None, min_length=1)
+    promote: bool = False
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    owner_id: int
+    dataset_id: int | None
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    config: dict[str, Any]
+    progress: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobLogs(BaseModel):
+    id: int
+    state: str
+    lines: list[str]
+
+
+# -- models and predictions --------------------------------------------------------------
+class ModelVersionOut(BaseModel):
+    version: int
+    aliases: list[str]
+    run_id: str | None
+    created: int | None
+    metric: str | None
+    primary: float | None
+    target: str | None
+    best_family: str | None
+    promotion: str | None
+
+
+class ModelOut(BaseModel):
+    name: str
+    owner_id: int | None
+    versions: list[ModelVersionOut]
+
+
+class AliasRequest(Strict):
+    version: int = Field(ge=1)
+
+
+class LoadedModel(BaseModel):
+    name: str
+    version: int
+
+
+Record = dict[str, Any]
+
+
+class PredictRequest(Strict):
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        description="'name' (its champion), 'name@alias' or 'name/version'.",
+        examples=["demo-apps"],
+    )
+    records: Record | list[Record] = Field(
+        description="One record (column -> value) or a list of them."
+    )
+    explain: bool = Field(default=False, description="Add the words that drove each label.")
+    top: int = Field(default=5, ge=1, le=50, description="Explanation length.")
+
+
+class Prediction(BaseModel):
+    label: Any
+    probabilities: dict[str, float]
+    explanation: dict[str, Any] | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    database: str
+    engine: str

@@ -1,0 +1,304 @@
+"""Training jobs on Dask.
+
+The database is the source of truth: a job row is created ``queued``; the engine's loop hands
+queued jobs to the cluster while fewer than ``max_concurrent_jobs`` run; the task itself
+(:func:`run_job`, in a worker process) marks the row ``running``, writes progress and log lines
+as trials finish, checks the row's cancel flag, and writes the outcome. What a task cannot
+write — its worker died, or the service restarted under it — the engine's loop writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from taxonomist.config import Settings
+from taxonomist.errors import ServiceUnavailableError, TaxonomistError
+from taxonomist.store import Database, Job, JobState, ModelOwner
+
+logger = logging.getLogger(__name__)
+PROGRESS_EVERY = 0.5  # seconds between progress writes
+MAX_LOG_LINES = 500
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancel flag is set."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _JobLog(logging.Handler):
+    """Collects the training's log lines for the job row."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+        del self.lines[:-MAX_LOG_LINES]
+
+
+def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
+    """Run training job ``job_id`` to its end; the Dask task (runs in a worker process)."""
+    from taxonomist.models.train import train
+
+    settings = Settings(**settings_data)
+    db = Database(settings.database)
+    try:
+        with db.session() as s:
+            # Claim the job atomically: with several service processes only one runs it.
+            claimed = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+                .values(state=JobState.RUNNING.value, started_at=_now())
+            ).rowcount
+            if not claimed:
+                return {"skipped": True}
+            config = dict(s.get_one(Job, job_id).config)
+            dataset_path = config["dataset_path"]
+        log = _JobLog()
+        root = logging.getLogger("taxonomist")
+        root.addHandler(log)
+        root.setLevel(logging.INFO)
+        last = [0.0]
+
+        def on_progress(p: Any) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY and p.phase == "search":
+                return
+            last[0] = now
+            progress = {
+                "phase": p.phase,
+                "trials_done": p.trials_done,
+                "trials_pruned": p.trials_pruned,
+                "best_score": p.best_score,
+                "best_family": p.best_family,
+                "elapsed": round(p.elapsed, 2),
+                "time_left": None if p.time_left is None else round(p.time_left, 2),
+                "time_budget": p.time_budget,
+            }
+            with db.session() as s:
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(progress=progress, logs=list(log.lines))
+                )
+                if s.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
+                    raise JobCancelled
+
+        try:
+            result = train(
+                dataset_path,
+                config["target"],
+                roles=config.get("roles") or None,
+                time_budget=config.get("time_budget"),
+                trials=config.get("trials"),
+                metric=config.get("metric"),
+                name=config["model_name"],
+                families=config.get("families"),
+                on_progress=on_progress,
+                settings=settings,
+            )
+        except JobCancelled:
+            with db.session() as s:
+                _finish(s, s.get(Job, job_id), JobState.CANCELLED, log=log, error="Cancelled.")
+            return {"cancelled": True}
+        except TaxonomistError as exc:
+            with db.session() as s:
+                _finish(s, s.get(Job, job_id), JobState.FAILED, log=log, error=exc.message)
+            return {"failed": exc.message}
+        except Exception as exc:  # the job fails; the worker and the service go on
+            logger.exception("job %s failed", job_id)
+            with db.session() as s:
+                _finish(
+                    s,
+                    s.get(Job, job_id),
+                    JobState.FAILED,
+                    log=log,
+                    error=f"Training failed unexpectedly: {exc.__class__.__name__}: {exc}",
+                )
+            return {"failed": str(exc)}
+        finally:
+            root.removeHandler(log)
+        outcome = result.summary()
+        with db.session() as s:
+            if s.get(ModelOwner, config["model_name"]) is None:
+                s.add(ModelOwner(name=config["model_name"], owner_id=config["owner_id"]))
+            _finish(s, s.get(Job, job_id), JobState.SUCCEEDED, log=log, result=outcome)
+        return outcome
+    finally:
+        db.dispose()
+
+
+def _finish(
+    s: Any,
+    job: Job | None,
+    state: JobState,
+    *,
+    log: _JobLog | None = None,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    if job is None:
+        return
+    job.state, job.error, job.result, job.finished_at = state.value, error, result, _now()
+    if log is not None:
+        job.logs = list(log.lines)
+    job.progress = {**(job.progress or {}), "phase": state.value}
+
+
+class JobEngine:
+    """Hands queued jobs to Dask and reconciles what the tasks could not write themselves."""
+
+    def __init__(self, settings: Settings, db: Database, *, poll: float = 0.3) -> None:
+        self.settings, self.db, self.poll = settings, db, poll
+        self.client: Any = None
+        self.cluster: Any = None
+        self.futures: dict[int, Any] = {}
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fail the jobs a previous service left running, then connect in the background
+        (a LocalCluster takes ~2 s to start; the API answers meanwhile, ``ready`` says 503)."""
+        with self.db.session() as s:
+            for job in s.scalars(select(Job).where(Job.state == JobState.RUNNING.value)):
+                _finish(
+                    s,
+                    job,
+                    JobState.FAILED,
+                    error="The service stopped while this job ran; start the job again.",
+                )
+        self._thread = threading.Thread(target=self._run, name="taxonomist-jobs", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        # A worker that dies takes its job with it: no silent retry of a 10-minute training.
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        if self.settings.dask_address:
+            self.client = Client(self.settings.dask_address, timeout=10)
+        else:
+            self.cluster = LocalCluster(
+                n_workers=1,
+                threads_per_worker=self.settings.max_concurrent_jobs,
+                processes=True,
+                dashboard_address=None,
+                memory_limit=0,
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(self.cluster)
+
+    @property
+    def ready(self) -> bool:
+        return self.client is not None and self.client.status == "running"
+
+    def check(self) -> None:
+        if not self.ready:
+            why = f": {self.error}" if self.error else " yet (starting)"
+            raise ServiceUnavailableError(f"The job engine (Dask) is not connected{why}.")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def wake(self) -> None:
+        """Look at the queue now (a job was created or cancelled)."""
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._connect()
+        except Exception as exc:  # reported through ready/check
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            logger.error("cannot start the Dask engine: %s", self.error)
+            return
+        while not self._stop.is_set():
+            try:
+                self.reconcile()
+            except Exception:  # a database hiccup must not end the loop
+                logger.exception("job loop")
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    def reconcile(self) -> None:
+        for job_id, fut in list(self.futures.items()):
+            if not fut.done():
+                continue
+            del self.futures[job_id]
+            if fut.status == "cancelled":
+                self._end_unfinished(job_id, JobState.CANCELLED, "Cancelled before it started.")
+            elif fut.status == "error":
+                self._end_unfinished(job_id, JobState.FAILED, _failure_reason(fut))
+        with self.db.session() as s:
+            cancelled = s.scalars(
+                select(Job).where(Job.state == JobState.QUEUED.value, Job.cancel_requested)
+            ).all()
+            for job in cancelled:
+                if job.id not in self.futures:
+                    _finish(s, job, JobState.CANCELLED, error="Cancelled before it started.")
+            free = self.settings.max_concurrent_jobs - len(self.futures)
+            queued = []
+            if free > 0:
+                queued = s.scalars(
+                    select(Job.id)
+                    .where(Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+                    .order_by(Job.id)
+                    .limit(free + len(self.futures))
+                ).all()
+        settings = self.settings.model_dump(mode="json")
+        for job_id in queued:
+            if job_id in self.futures or len(self.futures) >= self.settings.max_concurrent_jobs:
+                continue
+            self.futures[job_id] = self.client.submit(
+                run_job, job_id, settings, key=f"taxonomist-job-{job_id}", pure=False
+            )
+
+    def _end_unfinished(self, job_id: int, state: JobState, reason: str) -> None:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is not None and not JobState(job.state).finished:
+                _finish(s, job, state, error=reason)
+
+    def cancel(self, job_id: int) -> None:
+        """Ask a job to stop: a queued job is cancelled at once, a running one at its next
+        trial (the task checks its flag), and its Dask future is cancelled."""
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+            state = s.scalar(select(Job.state).where(Job.id == job_id))
+        fut = self.futures.get(job_id)
+        if fut is not None and state == JobState.QUEUED:
+            fut.cancel()  # handed to Dask but not started: Dask drops it
+        self.wake()
+
+
+def _failure_reason(fut: Any) -> str:
+    exc = fut.exception()
+    name = exc.__class__.__name__
+    if name == "KilledWorker":
+        return (
+            "The worker running this job died (killed, or out of memory). Try a smaller time "
+            "budget or dataset, or give the workers more memory."
+        )
+    return f"The job's task failed: {name}: {exc}"
