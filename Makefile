@@ -19,8 +19,11 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/taxonomist demo
 
+# The store tests also run against PostgreSQL: scripts/test-postgres.sh starts a throwaway
+# server on a loopback port when PostgreSQL is installed (.ci/run installs it).
 test: install
-	$(VENV)/bin/pytest --timeout 900 $(PYTEST_ARGS)
+	TAXONOMIST_TEST_DATABASE_URL=$${TAXONOMIST_TEST_DATABASE_URL:-$$(bash scripts/test-postgres.sh)} \
+		$(VENV)/bin/pytest --timeout 900 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -70,3 +70,33 @@ def toy() -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TAXONOMIST_TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("TAXONOMIST_REQUIRE_POSTGRES"):
+            pytest.fail("TAXONOMIST_REQUIRE_POSTGRES is set but no PostgreSQL URL was given")
+        pytest.skip("no PostgreSQL server (run the tests with 'make test', which starts one)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty metadata database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    server = _postgres_url()
+    name = f"taxonomist_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

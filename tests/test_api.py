@@ -1,0 +1,509 @@
+"""The REST API end to end: a real app, a real SQLite store, a real Dask LocalCluster, real
+training jobs and the MLflow registry, driven over HTTP."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import DATA
+
+ADMIN_PASSWORD = "admin-password-1"
+PUBLIC = {"/health", "/ready", "/metrics"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    home = tmp_path_factory.mktemp("api-home")
+    settings = Settings(home=home, admin_password=ADMIN_PASSWORD, max_upload_mb=3)
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait_ready(client)
+        client.settings = settings  # type: ignore[attr-defined]
+        yield client
+
+
+def _wait_ready(client: TestClient, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/ready").status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not ready: {client.get('/ready').json()}")
+
+
+def login(api: TestClient, username: str, password: str) -> dict[str, str]:
+    r = api.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def admin(api: TestClient) -> dict[str, str]:
+    return login(api, "admin", ADMIN_PASSWORD)
+
+
+def member(api: TestClient) -> tuple[dict[str, str], int]:
+    name = f"user-{uuid.uuid4().hex[:8]}"
+    r = api.post(
+        "/api/v1/users", json={"username": name, "password": "password-123"}, headers=admin(api)
+    )
+    assert r.status_code == 201, r.text
+    return login(api, name, "password-123"), r.json()["id"]
+
+
+def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"])
+    assert body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def upload(api: TestClient, headers: dict[str, str], df: pd.DataFrame, **form: str) -> Any:
+    buf = io.BytesIO(df.to_csv(index=False).encode())
+    return api.post(
+        "/api/v1/datasets",
+        files={"file": ("data.csv", buf, "text/csv")},
+        data=form,
+        headers=headers,
+    )
+
+
+def wait_job(
+    api: TestClient, headers: dict[str, str], job_id: int, states: set[str], timeout: float = 240
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job['state']}: {job}")
+
+
+@pytest.fixture(scope="module")
+def trained(api: TestClient, toy: pd.DataFrame) -> dict[str, Any]:
+    """A member who uploaded the toy table and trained model 'toy-<id>' on it."""
+    headers, user_id = member(api)
+    r = upload(api, headers, toy, target="label", name="toy")
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["dataset"]["id"]
+    name = f"toy-{uuid.uuid4().hex[:6]}"
+    r = api.post(
+        "/api/v1/jobs",
+        json={
+            "dataset_id": dataset_id,
+            "model_name": name,
+            "trials": 3,
+            "families": ["complement_nb", "logreg"],
+        },
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(api, headers, r.json()["id"], {"succeeded", "failed", "cancelled"})
+    assert job["state"] == "succeeded", job
+    return {
+        "headers": headers,
+        "user_id": user_id,
+        "dataset_id": dataset_id,
+        "job": job,
+        "model": name,
+    }
+
+
+# -- system and auth -------------------------------------------------------------------------
+def test_health_ready_and_metrics_need_no_token(api: TestClient) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+    assert api.get("/ready").json() == {"status": "ready", "database": "ok", "engine": "ok"}
+    r = api.get("/metrics")
+    assert r.status_code == 200 and "taxonomist_requests_total" in r.text
+    assert 'route="/health"' in r.text  # route templates, not raw paths
+
+
+def test_every_other_endpoint_needs_a_valid_token(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    checked = 0
+    for path, ops in spec["paths"].items():
+        if path in PUBLIC:
+            continue
+        concrete = (
+            path.replace("{name}", "m").replace("{alias}", "a").replace("{plot}", "per_class_f1")
+        )
+        for param in ("dataset_id", "job_id", "token_id", "user_id", "version"):
+            concrete = concrete.replace("{" + param + "}", "1")
+        for method in ops:
+            if path == "/api/v1/auth/login":
+                continue
+            for headers in ({}, {"Authorization": "Bearer tx_forged"}):
+                r = api.request(method.upper(), concrete, headers=headers)
+                assert_error(r, 401, "unauthorized")
+                checked += 1
+    assert checked > 50
+
+
+def test_login_tokens_and_logout(api: TestClient) -> None:
+    assert_error(
+        api.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"}), 401
+    )
+    headers, _ = member(api)
+    me = api.get("/api/v1/auth/me", headers=headers).json()
+    assert me["role"] == "member" and not me["disabled"]
+    r = api.post(
+        "/api/v1/auth/tokens", json={"name": "notebook", "expires_days": 7}, headers=headers
+    )
+    assert r.status_code == 201
+    token = r.json()
+    personal = {"Authorization": f"Bearer {token['token']}"}
+    assert api.get("/api/v1/auth/me", headers=personal).json()["id"] == me["id"]
+    listed = api.get("/api/v1/auth/tokens", headers=headers).json()
+    assert {t["name"] for t in listed} == {"login", "notebook"}
+    assert all("token" not in t for t in listed)  # secrets are shown once, never listed
+    assert api.delete(f"/api/v1/auth/tokens/{token['id']}", headers=headers).status_code == 204
+    assert_error(api.get("/api/v1/auth/me", headers=personal), 401)
+    assert api.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert_error(api.get("/api/v1/auth/me", headers=headers), 401)
+
+
+def test_users_are_managed_by_admins_only(api: TestClient) -> None:
+    headers, user_id = member(api)
+    body = {"username": "eve-x", "password": "password-123"}
+    assert_error(api.post("/api/v1/users", json=body, headers=headers), 403, "forbidden")
+    assert_error(api.get("/api/v1/users", headers=headers), 403)
+    assert_error(
+        api.patch(f"/api/v1/users/{user_id}", json={"role": "admin"}, headers=headers), 403
+    )
+    a = admin(api)
+    assert api.post("/api/v1/users", json=body, headers=a).status_code == 201
+    assert_error(api.post("/api/v1/users", json=body, headers=a), 409, "conflict")
+    assert_error(
+        api.post("/api/v1/users", json={**body, "username": "x2", "password": "s"}, headers=a), 422
+    )
+    # Disabling a user locks out their tokens at once.
+    r = api.patch(f"/api/v1/users/{user_id}", json={"disabled": True}, headers=a)
+    assert r.status_code == 200 and r.json()["disabled"]
+    assert_error(api.get("/api/v1/auth/me", headers=headers), 401)
+    # The last admin can be neither demoted nor disabled.
+    assert_error(api.patch("/api/v1/users/1", json={"role": "member"}, headers=a), 409)
+    assert_error(api.patch("/api/v1/users/999999", json={"role": "member"}, headers=a), 404)
+
+
+# -- datasets --------------------------------------------------------------------------------
+MALFORMED = sorted(p.name for p in (DATA / "malformed").iterdir())
+
+
+@pytest.mark.parametrize("filename", MALFORMED)
+def test_unusable_uploads_are_4xx_and_nothing_is_stored(api: TestClient, filename: str) -> None:
+    headers, _ = member(api)
+    folder = Path(api.settings.datasets_dir)  # type: ignore[attr-defined]
+    before = set(folder.iterdir()) if folder.exists() else set()
+    with (DATA / "malformed" / filename).open("rb") as f:
+        r = api.post(
+            "/api/v1/datasets",
+            files={"file": (filename, f)},
+            data={"target": "label"},
+            headers=headers,
+        )
+    if r.status_code == 201:  # readable but dubious: then it must say why in warnings
+        assert r.json()["warnings"], filename
+        return
+    err = assert_error(r, r.status_code)
+    assert 400 <= r.status_code < 500, (filename, r.text)
+    assert len(err["message"]) > 20
+    assert api.get("/api/v1/datasets", headers=headers).json() == []
+    after = set(folder.iterdir()) if folder.exists() else set()
+    assert after == before  # no stray file, no .part
+
+
+def test_too_large_uploads_are_413(api: TestClient) -> None:
+    headers, _ = member(api)
+    big = io.BytesIO(b"text,label\n" + b"hello world,a\n" * 300_000)  # 4.2 MB > 3 MB
+    r = api.post("/api/v1/datasets", files={"file": ("big.csv", big)}, headers=headers)
+    assert_error(r, 413, "payload_too_large")
+    assert api.get("/api/v1/datasets", headers=headers).json() == []
+
+
+def test_dataset_roles_can_be_edited_then_downloaded_and_deleted(
+    api: TestClient, toy: pd.DataFrame
+) -> None:
+    headers, _ = member(api)
+    r = upload(api, headers, toy)  # no target yet
+    assert r.status_code == 201
+    body = r.json()
+    ds = body["dataset"]["id"]
+    assert body["roles"]["title"] == "text" and body["dataset"]["n_rows"] == len(toy)
+    assert any("target" in w for w in body["warnings"])
+    r = api.patch(
+        f"/api/v1/datasets/{ds}",
+        json={"target": "label", "roles": {"store": "ignore"}},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["roles"] == {
+        "title": "text",
+        "store": "ignore",
+        "price": "numeric",
+        "label": "target",
+    }
+    detail = api.get(f"/api/v1/datasets/{ds}", headers=headers).json()
+    assert detail["profile"]["class_counts"] == toy["label"].value_counts().to_dict()
+    stats = detail["profile"]["columns"]["title"]["stats"]
+    assert sum(stats["words_histogram"]["counts"]) == len(toy) and stats["vocabulary"]["the"] > 0
+    assert_error(
+        api.patch(f"/api/v1/datasets/{ds}", json={"target": "lable"}, headers=headers),
+        422,
+        "column_not_found",
+    )
+    r = api.get(f"/api/v1/datasets/{ds}/download", headers=headers)
+    assert r.status_code == 200 and r.content.decode() == toy.to_csv(index=False)
+    assert api.delete(f"/api/v1/datasets/{ds}", headers=headers).status_code == 204
+    assert_error(api.get(f"/api/v1/datasets/{ds}", headers=headers), 404)
+
+
+def test_wrong_json_types_are_422_with_the_field(api: TestClient) -> None:
+    headers, _ = member(api)
+    r = api.post("/api/v1/jobs", json={"dataset_id": "one", "model_name": "x"}, headers=headers)
+    err = assert_error(r, 422, "invalid_request")
+    assert "dataset_id" in err["message"]
+    r = api.post(
+        "/api/v1/jobs",
+        content=b"{not json",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert_error(r, 422)
+    r = api.post(
+        "/api/v1/jobs", json={"dataset_id": 1, "model_name": "x", "time_budget": 1}, headers=headers
+    )
+    assert "time_budget" in assert_error(r, 422)["message"]
+    assert_error(
+        api.post("/api/v1/predict", json={"model": "x", "records": 3}, headers=headers), 422
+    )
+
+
+# -- jobs, models, predictions ---------------------------------------------------------------
+def test_a_training_job_reports_progress_logs_and_its_model(
+    api: TestClient, trained: dict[str, Any]
+) -> None:
+    job, headers = trained["job"], trained["headers"]
+    assert job["progress"]["trials_done"] == 3 and job["progress"]["best_score"] > 0.5
+    assert job["result"]["model"] == trained["model"] and job["result"]["version"] == 1
+    assert set(job["result"]["ensemble"]) <= {"complement_nb", "logreg"}
+    assert job["started_at"] and job["finished_at"] and job["error"] is None
+    logs = api.get(f"/api/v1/jobs/{job['id']}/logs", headers=headers).json()
+    assert any("families" in line for line in logs["lines"])
+    models = api.get("/api/v1/models", headers=headers).json()
+    assert [m["name"] for m in models] == [trained["model"]]
+    assert models[0]["owner_id"] == trained["user_id"]
+    assert models[0]["versions"][0]["aliases"] == ["champion"]
+
+
+def test_predictions_single_batch_explained_and_from_a_file(
+    api: TestClient, trained: dict[str, Any], toy: pd.DataFrame
+) -> None:
+    headers, name = trained["headers"], trained["model"]
+    record = toy.drop(columns="label").iloc[0].to_dict()
+    r = api.post("/api/v1/predict", json={"model": name, "records": record}, headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == name and body["version"] == 1
+    (p,) = body["predictions"]
+    assert set(p["probabilities"]) == {"cooking", "finance", "sport"}
+    assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
+    assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+    batch = toy.drop(columns="label").to_dict("records")
+    for ref in (name, f"{name}@champion", f"{name}/1"):
+        r = api.post("/api/v1/predict", json={"model": ref, "records": batch}, headers=headers)
+        labels = [q["label"] for q in r.json()["predictions"]]
+        assert (pd.Series(labels) == toy["label"]).mean() > 0.8
+    r = api.post(
+        "/api/v1/predict",
+        json={"model": name, "records": [record], "explain": True, "top": 3},
+        headers=headers,
+    )
+    explanation = r.json()["predictions"][0]["explanation"]
+    assert explanation and explanation["label"] == r.json()["predictions"][0]["label"]
+    for output, reader in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+        r = api.post(
+            "/api/v1/predict/file",
+            files={"file": ("rows.csv", toy.to_csv(index=False).encode())},
+            data={"model": name, "output": output},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        out = reader(io.BytesIO(r.content))
+        assert len(out) == len(toy) and (out["prediction"] == toy["label"]).mean() > 0.8
+    metrics = api.get("/metrics").text
+    assert f'taxonomist_predictions_total{{label="sport",model="{name}"}}' in metrics
+    assert f'taxonomist_predicted_probability_count{{model="{name}"}}' in metrics
+
+
+def test_prediction_input_errors_are_4xx(api: TestClient, trained: dict[str, Any]) -> None:
+    headers, name = trained["headers"], trained["model"]
+    post = lambda body: api.post("/api/v1/predict", json=body, headers=headers)  # noqa: E731
+    assert_error(post({"model": name, "records": {"titel": "x"}}), 422, "schema_mismatch")
+    err = assert_error(
+        post({"model": name, "records": {"title": "a", "store": "eu", "price": "cheap"}}), 422
+    )
+    assert "numeric" in err["message"]
+    assert_error(post({"model": name, "records": []}), 422)
+    assert_error(post({"model": "no-such-model", "records": {"title": "a"}}), 404)
+    assert_error(post({"model": f"{name}/x", "records": {"title": "a"}}), 422)
+    assert_error(post({"model": f"{name}/9", "records": {"title": "a"}}), 404)
+    assert_error(post({"model": name, "records": [1, 2]}), 422)
+
+
+def test_models_can_be_inspected_loaded_aliased_and_unloaded(
+    api: TestClient, trained: dict[str, Any]
+) -> None:
+    headers, name = trained["headers"], trained["model"]
+    detail = api.get(f"/api/v1/models/{name}/versions/1", headers=headers).json()
+    assert detail["classes"] == ["cooking", "finance", "sport"]
+    assert detail["roles"]["title"] == "text" and detail["profile"]["n_rows"] == 240
+    png = api.get(detail["plots"]["confusion_matrix"], headers=headers)
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    r = api.post(f"/api/v1/models/{name}/load", headers=headers)
+    assert r.json() == {"name": name, "version": 1}
+    assert {"name": name, "version": 1} in api.get("/api/v1/models/loaded", headers=headers).json()
+    r = api.put(f"/api/v1/models/{name}/aliases/staging", json={"version": 1}, headers=headers)
+    assert r.status_code == 200
+    assert api.post(f"/api/v1/models/{name}/load?alias=staging", headers=headers).status_code == 200
+    assert_error(
+        api.put(f"/api/v1/models/{name}/aliases/staging", json={"version": 7}, headers=headers), 404
+    )
+    assert api.post(f"/api/v1/models/{name}/unload", headers=headers).json()["unloaded"] == 1
+    assert api.get("/api/v1/models/loaded", headers=headers).json() == []
+
+
+def test_members_never_see_or_touch_others_resources(
+    api: TestClient, trained: dict[str, Any]
+) -> None:
+    other, _ = member(api)
+    a = admin(api)
+    ds, job, name = trained["dataset_id"], trained["job"]["id"], trained["model"]
+    owner = trained["headers"]
+    calls = [
+        ("GET", f"/api/v1/datasets/{ds}", None),
+        ("GET", f"/api/v1/datasets/{ds}/download", None),
+        ("PATCH", f"/api/v1/datasets/{ds}", {"name": "mine"}),
+        ("GET", f"/api/v1/jobs/{job}", None),
+        ("GET", f"/api/v1/jobs/{job}/logs", None),
+        ("GET", f"/api/v1/models/{name}", None),
+        ("GET", f"/api/v1/models/{name}/versions/1", None),
+        ("GET", f"/api/v1/models/{name}/versions/1/plots/per_class_f1", None),
+        ("POST", f"/api/v1/models/{name}/load", None),
+        ("POST", f"/api/v1/models/{name}/unload", None),
+        ("PUT", f"/api/v1/models/{name}/aliases/champion", {"version": 1}),
+        (
+            "POST",
+            "/api/v1/predict",
+            {"model": name, "records": {"title": "x", "store": "eu", "price": 1}},
+        ),
+    ]
+    for method, url, body in calls:
+        for headers in (owner, a):
+            assert api.request(method, url, json=body, headers=headers).status_code == 200, url
+        assert_error(api.request(method, url, json=body, headers=other), 404)
+    # Lists hold only one's own; destructive calls on others' ids are refused the same way.
+    assert api.get("/api/v1/datasets", headers=other).json() == []
+    assert api.get("/api/v1/jobs", headers=other).json() == []
+    assert api.get("/api/v1/models", headers=other).json() == []
+    assert ds in [d["id"] for d in api.get("/api/v1/datasets", headers=a).json()]
+    for method, url in [
+        ("POST", f"/api/v1/jobs/{job}/cancel"),
+        ("DELETE", f"/api/v1/models/{name}/versions/1"),
+        ("DELETE", f"/api/v1/models/{name}"),
+        ("DELETE", f"/api/v1/datasets/{ds}"),
+        ("DELETE", "/api/v1/models"),
+    ]:
+        assert api.request(method, url, headers=other).status_code in (403, 404), url
+    r = api.post("/api/v1/jobs", json={"dataset_id": ds, "model_name": "steal"}, headers=other)
+    assert_error(r, 404)
+    own = upload(
+        api, other, pd.DataFrame({"t": ["a b", "c d"] * 10, "y": ["p", "q"] * 10}), target="y"
+    ).json()["dataset"]["id"]
+    r = api.post("/api/v1/jobs", json={"dataset_id": own, "model_name": name}, headers=other)
+    assert_error(r, 409, "conflict")  # the model name is someone else's
+    assert api.get(f"/api/v1/models/{name}", headers=owner).status_code == 200  # intact
+
+
+def test_queue_cancel_and_a_dead_worker(api: TestClient, toy: pd.DataFrame) -> None:
+    import signal
+
+    headers, _ = member(api)
+    ds = upload(api, headers, toy, target="label").json()["dataset"]["id"]
+    start = lambda name: api.post(  # noqa: E731
+        "/api/v1/jobs",
+        json={"dataset_id": ds, "model_name": name, "time_budget": 120},
+        headers=headers,
+    ).json()["id"]
+    first, second = start("slow-a"), start("slow-b")
+    wait_job(api, headers, first, {"running"}, timeout=30)
+    # One job at a time (max_concurrent_jobs=1): the second waits, and cancels at once.
+    assert api.get(f"/api/v1/jobs/{second}", headers=headers).json()["state"] == "queued"
+    r = api.post(f"/api/v1/jobs/{second}/cancel", headers=headers)
+    assert r.status_code == 200
+    assert wait_job(api, headers, second, {"cancelled"}, timeout=10)["state"] == "cancelled"
+    # A running job stops at its next trial.
+    wait_until = time.monotonic() + 30
+    while (
+        api.get(f"/api/v1/jobs/{first}", headers=headers).json()["progress"].get("trials_done", 0)
+        < 1
+    ):
+        assert time.monotonic() < wait_until
+        time.sleep(0.2)
+    api.post(f"/api/v1/jobs/{first}/cancel", headers=headers)
+    job = wait_job(api, headers, first, {"cancelled", "failed", "succeeded"}, timeout=60)
+    assert job["state"] == "cancelled", job
+    assert job["finished_at"] and job["progress"]["elapsed"] < 100
+    assert_error(api.post(f"/api/v1/jobs/{first}/cancel", headers=headers), 409)
+    # A worker that dies takes its job with it; the job says so and the service goes on.
+    third = start("killed")
+    wait_job(api, headers, third, {"running"}, timeout=30)
+    engine = api.app.state.services.engine
+    for pid in engine.client.run(os.getpid).values():
+        os.kill(pid, signal.SIGKILL)
+    job = wait_job(api, headers, third, {"failed", "succeeded", "cancelled"}, timeout=60)
+    assert job["state"] == "failed" and "worker" in job["error"], job
+    _wait_ready(api)
+
+
+def test_a_restarted_service_shows_every_job_and_fails_orphans(
+    api: TestClient, toy: pd.DataFrame
+) -> None:
+    from sqlalchemy import update
+
+    from taxonomist.api import create_app
+    from taxonomist.store import Job
+
+    headers, _ = member(api)
+    ds = upload(api, headers, toy, target="label").json()["dataset"]["id"]
+    job = api.post(
+        "/api/v1/jobs",
+        json={"dataset_id": ds, "model_name": "orphan", "time_budget": 60},
+        headers=headers,
+    ).json()["id"]
+    api.post(f"/api/v1/jobs/{job}/cancel", headers=headers)
+    wait_job(api, headers, job, {"cancelled"}, timeout=60)
+    svc = api.app.state.services
+    with svc.db.session() as s:  # as if the service had died while the job ran
+        s.execute(update(Job).where(Job.id == job).values(state="running"))
+    before = {j["id"] for j in api.get("/api/v1/jobs", headers=admin(api)).json()}
+    with TestClient(create_app(api.settings), raise_server_exceptions=False) as again:
+        _wait_ready(again)
+        a = login(again, "admin", ADMIN_PASSWORD)
+        assert {j["id"] for j in again.get("/api/v1/jobs", headers=a).json()} == before
+        orphan = again.get(f"/api/v1/jobs/{job}", headers=a).json()
+        assert orphan["state"] == "failed" and "service stopped" in orphan["error"]
