@@ -77,9 +77,8 @@ def test_passwords_are_hashed_with_argon2_and_checked(db: Database) -> None:
 def test_bad_accounts_are_refused(db: Database) -> None:
     with db.session() as s:
         create_user(s, "alice", "long enough")
-    with db.session() as s:
-        with pytest.raises(ConflictError, match="taken"):
-            create_user(s, "alice", "long enough")
+    with db.session() as s, pytest.raises(ConflictError, match="taken"):
+        create_user(s, "alice", "long enough")
     with db.session() as s:
         with pytest.raises(InvalidParameterError, match="too short"):
             create_user(s, "bob", "short")

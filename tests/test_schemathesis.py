@@ -1,0 +1,101 @@
+"""Property-based tests of the whole API from its OpenAPI schema (schemathesis): generated
+requests, valid and invalid, against a real uvicorn server, must never give a 5xx or a
+response that breaks the schema."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+PASSWORD = "schema-admin-1"
+EXAMPLES = 15  # generated requests per operation
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+    status_code_conformance,
+]
+
+
+def serve(app: object) -> tuple[str, object, threading.Thread]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; wait until ready."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return url, server, thread
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+
+    home: Path = tmp_path_factory.mktemp("schema-home")
+    app = create_app(Settings(home=home, admin_password=PASSWORD, max_upload_mb=5))
+    url, srv, thread = serve(app)
+    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    yield url, r.json()["access_token"]
+    srv.should_exit = True  # type: ignore[attr-defined]
+    thread.join(timeout=30)
+
+
+def test_api_conforms_to_its_schema(server: tuple[str, str]) -> None:
+    from hypothesis import given
+
+    url, token = server
+    headers = {"Authorization": f"Bearer {token}"}
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    failures: list[str] = []
+    operations = calls = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/api/v1/auth/logout":
+            continue  # would revoke the token the other cases use (tested in test_api)
+        operations += 1
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def check(case: schemathesis.Case) -> None:
+            nonlocal calls
+            calls += 1
+            case.call_and_validate(base_url=url, headers=headers, checks=CHECKS)
+
+        try:
+            check()
+        except Exception as exc:  # collect every operation's failure, then report them all
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+    assert operations >= 25 and calls >= 10 * operations
+    assert not failures, "\n\n".join(failures)
