@@ -4,9 +4,6 @@ response that breaks the schema."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import serve_in_thread
+
 PASSWORD = "schema-admin-1"
 EXAMPLES = 15  # generated requests per operation
 CHECKS = [
@@ -30,28 +29,6 @@ CHECKS = [
 ]
 
 
-def serve(app: object) -> tuple[str, object, threading.Thread]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; wait until ready."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return url, server, thread
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not become ready")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     from taxonomist.api import create_app
@@ -59,7 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
     home: Path = tmp_path_factory.mktemp("schema-home")
     app = create_app(Settings(home=home, admin_password=PASSWORD, max_upload_mb=5))
-    url, srv, thread = serve(app)
+    url, srv, thread = serve_in_thread(app)
     r = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
     yield url, r.json()["access_token"]
     srv.should_exit = True  # type: ignore[attr-defined]

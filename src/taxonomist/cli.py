@@ -59,6 +59,37 @@ DataArg = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote",
+        envvar="TAXONOMIST_REMOTE",
+        help="Work on a Taxonomist server (e.g. http://localhost:8000) instead of locally. "
+        "Needs --token.",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TAXONOMIST_TOKEN",
+        help="API token for --remote (create one with POST /api/v1/auth/tokens).",
+    ),
+]
+
+
+def _client(remote: str, token: str | None) -> Any:
+    from taxonomist.client import Client
+    from taxonomist.errors import AuthenticationError
+
+    if not token:
+        _fail(
+            AuthenticationError(
+                "--remote needs a token: pass --token or set TAXONOMIST_TOKEN (log in to the "
+                "server, then create one with POST /api/v1/auth/tokens)."
+            )
+        )
+    return Client(remote, token)
 
 
 def _fail(exc: BaseException) -> NoReturn:
@@ -149,6 +180,8 @@ def train(
         typer.Option("--promote", help="Make this version the champion even if it scores lower."),
     ] = False,
     as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Train the best classifier the budget allows and register it.
 
@@ -159,6 +192,21 @@ def train(
     from taxonomist.models.train import DEFAULT_TIME_BUDGET
     from taxonomist.models.train import train as train_model
 
+    if remote:
+        _train_remote(
+            remote,
+            token,
+            data,
+            target,
+            role or [],
+            time_budget,
+            trials,
+            metric,
+            name or _default_name(data),
+            promote,
+            as_json,
+        )
+        return
     try:
         roles = _parse_roles(role or [])
         budget = (
@@ -184,6 +232,63 @@ def train(
         _echo_json(result.summary())
         return
     _print_training(result)
+
+
+def _train_remote(
+    remote: str,
+    token: str | None,
+    data: Path,
+    target: str,
+    role: list[str],
+    time_budget: float | None,
+    trials: int | None,
+    metric: str | None,
+    name: str,
+    promote: bool,
+    as_json: bool,
+) -> None:
+    """Upload DATA, start a job on the server and follow it with a progress bar."""
+    client = _client(remote, token)
+    try:
+        roles = {c: r for c, r in _parse_roles(role).items() if r != "target"}
+        uploaded = client.upload_dataset(data, target=target, roles=roles or None)
+        config: dict[str, Any] = {"target": target, "promote": promote, "roles": roles or None}
+        if time_budget is not None or not trials:
+            config["time_budget"] = time_budget or 120.0
+        if trials:
+            config["trials"] = trials
+        if metric:
+            config["metric"] = metric
+        job = client.start_job(uploaded["dataset"]["id"], name, **config)
+        if not as_json:
+            out.print(f"Job {job['id']} queued on {remote} (dataset {uploaded['dataset']['id']}).")
+        last = [-1]
+
+        def show(j: dict[str, Any]) -> None:
+            p = j.get("progress") or {}
+            if not as_json and p.get("trials_done", -1) != last[0]:
+                last[0] = p.get("trials_done", -1)
+                best = p.get("best_score")
+                err.print(
+                    f"  {j['state']}: {p.get('trials_done', 0)} trials, best "
+                    f"{best if best is None else round(best, 4)} ({p.get('best_family')}), "
+                    f"{p.get('elapsed', 0):.0f}s elapsed"
+                )
+
+        job = client.wait_job(job["id"], poll=1.0, on_progress=show)
+    except (TaxonomistError, OSError) as exc:
+        _fail(exc)
+    if job["state"] != "succeeded":
+        _fail(TaxonomistError(f"Job {job['id']} {job['state']}: {job.get('error')}"))
+    if as_json:
+        _echo_json(job["result"])
+        return
+    r = job["result"]
+    out.print(
+        f"Registered {r['model']} version {r['version']} on {remote}: "
+        f"{r['metrics']['primary_metric']} {r['metrics']['primary']:.4f} "
+        f"({r['best_family']}, {r['train_seconds']:.0f}s)."
+    )
 
 
 def _default_name(data: Path) -> str:
@@ -302,14 +407,25 @@ def predict(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Predict labels and class probabilities for every row of DATA."""
     from taxonomist.data.load import load_table
     from taxonomist.registry import load_model
 
     try:
-        m = load_model(model)
-        frame = m.predict_frame(load_table(data))
+        if remote:
+            import io
+
+            import pandas as pd
+
+            content = _client(remote, token).predict_file(model, data, output="parquet")
+            frame = pd.read_parquet(io.BytesIO(content))
+            m = None
+        else:
+            m = load_model(model)
+            frame = m.predict_frame(load_table(data))
         if output is not None:
             _write_table(frame, output)
     except (TaxonomistError, OSError) as exc:
@@ -317,7 +433,7 @@ def predict(
     if as_json:
         _echo_json(
             {
-                "model": m.info.get("registry"),
+                "model": m.info.get("registry") if m is not None else model,
                 "n": len(frame),
                 "output": str(output) if output else None,
                 "predictions": None
@@ -443,12 +559,12 @@ def profile(
 
 # -- models ---------------------------------------------------------------------------------
 @models_app.command("list")
-def models_list(as_json: JsonOpt = False) -> None:
+def models_list(as_json: JsonOpt = False, remote: RemoteOpt = None, token: TokenOpt = None) -> None:
     """Registered models with their versions, scores and aliases."""
     from taxonomist.registry import list_models
 
     try:
-        data = list_models()
+        data = _client(remote, token).list_models() if remote else list_models()
     except TaxonomistError as exc:
         _fail(exc)
     if as_json:
@@ -474,12 +590,19 @@ def models_list(as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("show")
-def models_show(model: ModelArg, as_json: JsonOpt = False) -> None:
+def models_show(
+    model: ModelArg, as_json: JsonOpt = False, remote: RemoteOpt = None, token: TokenOpt = None
+) -> None:
     """One model version: metrics, classes, column roles, ensemble."""
-    from taxonomist.registry import show_model
+    from taxonomist.registry import parse_ref, show_model
 
     try:
-        data = show_model(model)
+        if remote:
+            client, ref = _client(remote, token), parse_ref(model)
+            version = ref.version or _remote_version(client.get_model(ref.name), ref.alias)
+            data = client.get_model_version(ref.name, int(version))
+        else:
+            data = show_model(model)
     except TaxonomistError as exc:
         _fail(exc)
     if as_json:
@@ -498,17 +621,40 @@ def models_show(model: ModelArg, as_json: JsonOpt = False) -> None:
     out.print(f"  promotion: {data['promotion']}")
 
 
+def _remote_version(model: dict[str, Any], alias: str | None) -> int:
+    """The version an alias names; without one the champion, else the newest."""
+    versions = model["versions"]  # newest first
+    for v in versions:
+        if (alias or "champion") in v["aliases"]:
+            return int(v["version"])
+    if alias:
+        from taxonomist.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"'{model['name']}' has no alias '{alias}'.")
+    return int(versions[0]["version"])
+
+
 @models_app.command("alias")
 def models_alias(
     model: Annotated[str, typer.Argument(help="NAME/VERSION to point the alias at.")],
     alias: Annotated[str, typer.Option("--alias", help="Alias name.")] = "champion",
     as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Point an alias (default: champion) at a version, e.g. 'models alias apps/3'."""
-    from taxonomist.registry import set_alias
+    from taxonomist.registry import parse_ref, set_alias
 
     try:
-        data = set_alias(model, alias)
+        if remote:
+            ref = parse_ref(model)
+            if not ref.version:
+                from taxonomist.errors import InvalidParameterError
+
+                raise InvalidParameterError("Give NAME/VERSION, e.g. 'models alias apps/3'.")
+            data = _client(remote, token).set_alias(ref.name, int(ref.version), alias)
+        else:
+            data = set_alias(model, alias)
     except TaxonomistError as exc:
         _fail(exc)
     if as_json:
@@ -522,6 +668,8 @@ def models_delete(
     model: Annotated[str, typer.Argument(help="NAME/VERSION (one version) or NAME (all).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Delete one version or a whole registered model."""
     from taxonomist.registry import delete
@@ -529,7 +677,7 @@ def models_delete(
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete {model}?"):
         raise typer.Exit(1)
     try:
-        data = delete(model)
+        data = _client(remote, token).delete_model(model) if remote else delete(model)
     except TaxonomistError as exc:
         _fail(exc)
     if as_json:
@@ -539,14 +687,93 @@ def models_delete(
         out.print(f"Deleted {what}{data['name']}.")
 
 
+# -- service --------------------------------------------------------------------------------
+HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0: all).")]
+PortOpt = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
+
+
+@app.command()
+def serve(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes. Each runs its own job engine (a job runs once: jobs are "
+            "claimed in the database) and its own /metrics.",
+        ),
+    ] = 1,
+) -> None:
+    """Start the REST API: OpenAPI docs at /docs, Prometheus metrics at /metrics.
+
+    State lives in TAXONOMIST_HOME (SQLite metadata, MLflow registry, datasets) unless
+    TAXONOMIST_DATABASE_URL / TAXONOMIST_MLFLOW_URI point elsewhere. Training jobs run on a
+    Dask LocalCluster, or on TAXONOMIST_DASK_ADDRESS. The first start creates the user
+    'admin' with TAXONOMIST_ADMIN_PASSWORD, or prints a one-time password.
+    """
+    import uvicorn
+
+    from taxonomist.api import create_app
+    from taxonomist.config import get_settings
+
+    settings = get_settings()
+    out.print(
+        f"Taxonomist API on http://{host}:{port} (docs /docs, metrics /metrics); "
+        f"data in {settings.home}"
+    )
+    if workers > 1:
+        uvicorn.run(
+            "taxonomist.api:create_app", factory=True, host=host, port=port, workers=workers
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
+
+
+def _demo_account(model_name: str) -> str:
+    """Create (or reset) the demo user, give it the demo model; return an API token."""
+    from datetime import timedelta
+
+    from taxonomist.config import get_settings
+    from taxonomist.store import Database, ModelOwner, User
+    from taxonomist.store.accounts import create_user, ensure_admin, hash_password, issue_token
+
+    settings = get_settings()
+    db = Database(settings.database)
+    db.migrate()
+    with db.session() as s:
+        generated = ensure_admin(s, settings.admin_password)
+        if generated:
+            out.print(f"Created user 'admin' with the one-time password: [bold]{generated}[/]")
+        user = s.query(User).filter_by(username=DEMO_USER).one_or_none()
+        if user is None:
+            user = create_user(s, DEMO_USER, DEMO_PASSWORD)
+        user.password_hash, user.disabled = hash_password(DEMO_PASSWORD), False
+        s.merge(ModelOwner(name=model_name, owner_id=user.id))
+        token, _ = issue_token(s, user, kind="personal", name="demo", ttl=timedelta(days=7))
+    db.dispose()
+    return token
+
+
 # -- demo -----------------------------------------------------------------------------------
 @app.command()
 def demo(
     time_budget: Annotated[
         float, typer.Option("--time-budget", help="Seconds for training the demo model.", min=5)
     ] = 60,
+    serve_api: Annotated[
+        bool,
+        typer.Option("--serve/--no-serve", help="Serve the model over the REST API afterwards."),
+    ] = True,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
 ) -> None:
-    """Train the demo model on the shipped app-store sample and show what it does."""
+    """Train the demo model on the shipped app-store sample, show what it does, and serve it
+    over the REST API with a demo user."""
     from taxonomist.demo import DEMO_NAME, DEMO_TARGET, demo_data_path
     from taxonomist.models.train import train as train_model
 
@@ -591,6 +818,42 @@ def demo(
         f"  mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db   (runs, plots, "
         "trials)"
     )
+    if serve_api:
+        _serve_demo(record, host, port)
+
+
+def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
+    import socket
+
+    import uvicorn
+
+    from taxonomist.api import create_app
+    from taxonomist.config import get_settings
+    from taxonomist.demo import DEMO_NAME
+    from taxonomist.registry import load_model
+
+    with socket.socket() as probe:
+        if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+            _fail(
+                TaxonomistError(
+                    f"Port {port} is in use: stop what runs there or pass --port, e.g. "
+                    f"'taxonomist demo --port {port + 1}'."
+                )
+            )
+    token = _demo_account(DEMO_NAME)
+    load_model(DEMO_NAME)  # loaded before the first request
+    url = f"http://{host}:{port}"
+    body = json.dumps({"model": DEMO_NAME, "records": record})
+    out.print(
+        f"\n[bold]The demo model is served at {url}[/]  (API docs: {url}/docs)\n"
+        f"  user: {DEMO_USER}   password: {DEMO_PASSWORD}   API token: {token}\n"
+        "  predict one record:\n"
+        f"  curl -s -X POST {url}/api/v1/predict -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d '{body}'\n"
+        "Stop with Ctrl-C.",
+        soft_wrap=True,  # one line per command: copy and paste must work
+    )
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
 
 
 def main() -> None:

@@ -190,6 +190,8 @@ class JobEngine:
 
         # A worker that dies takes its job with it: no silent retry of a 10-minute training.
         dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+            logging.getLogger(name).setLevel(logging.WARNING)  # its INFO chatter is not ours
         if self.settings.dask_address:
             self.client = Client(self.settings.dask_address, timeout=10)
         else:

@@ -1,0 +1,329 @@
+"""A typed Python client for the Taxonomist REST API.
+
+    from taxonomist.client import Client
+
+    client = Client.login("http://localhost:8000", "alice", "password")
+    ds = client.upload_dataset("apps.csv", target="prime_genre")
+    job = client.wait_job(client.start_job(ds["dataset"]["id"], "apps")["id"])
+    client.predict("apps", {"track_name": "Chess", "app_desc": "..."})
+
+Errors come back as the package's exceptions (``ModelNotFoundError``, ``DataError``, ...),
+with the server's message and details.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from taxonomist import errors
+from taxonomist.errors import TaxonomistError
+
+Json = dict[str, Any]
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def _error_classes() -> dict[str, type[TaxonomistError]]:
+    out: dict[str, type[TaxonomistError]] = {}
+    stack: list[type[TaxonomistError]] = [TaxonomistError]
+    while stack:
+        cls = stack.pop()
+        out.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+_BY_STATUS = {
+    400: errors.UserInputError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.PayloadTooLargeError,
+    422: errors.InvalidParameterError,
+    503: errors.ServiceUnavailableError,
+}
+
+
+def error_from_response(response: httpx.Response) -> TaxonomistError:
+    """The exception the server's ``{"error": {...}}`` body stands for."""
+    try:
+        body = response.json()["error"]
+        code, message, details = body["code"], body["message"], body.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        code, message, details = "", f"HTTP {response.status_code}: {response.text[:300]}", {}
+    cls = _error_classes().get(code) or _BY_STATUS.get(response.status_code, TaxonomistError)
+    exc = cls.__new__(cls)
+    TaxonomistError.__init__(exc, message, details=details)
+    exc.status = response.status_code
+    return exc
+
+
+class Client:
+    """One user's session with a Taxonomist server (``url``) through a bearer ``token``."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def login(cls, url: str, username: str, password: str, **kwargs: Any) -> Client:
+        client = cls(url, **kwargs)
+        body = client._call(
+            "POST", "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        client._http.headers["Authorization"] = f"Bearer {body['access_token']}"
+        return client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise errors.ServiceUnavailableError(
+                f"Cannot reach the Taxonomist server at {self.url}: {exc}. Is it running "
+                "('taxonomist serve')?"
+            ) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- system ------------------------------------------------------------------------------
+    def health(self) -> Json:
+        return self._call("GET", "/health")
+
+    def ready(self) -> Json:
+        response = self._http.get("/ready")
+        return response.json()
+
+    def metrics(self) -> str:
+        return self._request("GET", "/metrics").text
+
+    # -- auth and users ----------------------------------------------------------------------
+    def me(self) -> Json:
+        return self._call("GET", "/api/v1/auth/me")
+
+    def logout(self) -> None:
+        self._call("POST", "/api/v1/auth/logout")
+
+    def create_token(self, name: str, expires_days: float | None = 90) -> Json:
+        return self._call(
+            "POST", "/api/v1/auth/tokens", json={"name": name, "expires_days": expires_days}
+        )
+
+    def list_tokens(self) -> list[Json]:
+        return self._call("GET", "/api/v1/auth/tokens")
+
+    def revoke_token(self, token_id: int) -> None:
+        self._call("DELETE", f"/api/v1/auth/tokens/{token_id}")
+
+    def create_user(self, username: str, password: str, role: str = "member") -> Json:
+        return self._call(
+            "POST", "/api/v1/users", json={"username": username, "password": password, "role": role}
+        )
+
+    def list_users(self) -> list[Json]:
+        return self._call("GET", "/api/v1/users")
+
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
+    ) -> Json:
+        body = {
+            k: v
+            for k, v in {"role": role, "disabled": disabled, "password": password}.items()
+            if v is not None
+        }
+        return self._call("PATCH", f"/api/v1/users/{user_id}", json=body)
+
+    # -- datasets ----------------------------------------------------------------------------
+    def upload_dataset(
+        self,
+        data: str | Path | Any,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        roles: dict[str, str] | None = None,
+    ) -> Json:
+        """Upload a file (path) or a DataFrame (sent as CSV); returns the validation report."""
+        form = {k: v for k, v in {"name": name, "target": target}.items() if v}
+        if roles:
+            form["roles"] = json.dumps(roles)
+        if isinstance(data, (str, Path)):
+            path = Path(data)
+            with path.open("rb") as f:
+                return self._call(
+                    "POST", "/api/v1/datasets", files={"file": (path.name, f)}, data=form
+                )
+        buf = io.BytesIO(data.to_csv(index=False).encode())
+        return self._call("POST", "/api/v1/datasets", files={"file": ("data.csv", buf)}, data=form)
+
+    def list_datasets(self) -> list[Json]:
+        return self._call("GET", "/api/v1/datasets")
+
+    def get_dataset(self, dataset_id: int) -> Json:
+        return self._call("GET", f"/api/v1/datasets/{dataset_id}")
+
+    def update_dataset(
+        self,
+        dataset_id: int,
+        *,
+        target: str | None = None,
+        roles: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> Json:
+        body = {
+            k: v
+            for k, v in {"target": target, "roles": roles, "name": name}.items()
+            if v is not None
+        }
+        return self._call("PATCH", f"/api/v1/datasets/{dataset_id}", json=body)
+
+    def download_dataset(self, dataset_id: int, dest: str | Path) -> Path:
+        dest = Path(dest)
+        with self._http.stream("GET", f"/api/v1/datasets/{dataset_id}/download") as r:
+            if r.status_code >= 400:
+                r.read()
+                raise error_from_response(r)
+            with dest.open("wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+        return dest
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        self._call("DELETE", f"/api/v1/datasets/{dataset_id}")
+
+    # -- jobs --------------------------------------------------------------------------------
+    def start_job(self, dataset_id: int, model_name: str, **config: Any) -> Json:
+        """Queue training; ``config``: target, roles, metric, time_budget, trials, families,
+        promote."""
+        body = {"dataset_id": dataset_id, "model_name": model_name, **config}
+        return self._call("POST", "/api/v1/jobs", json=body)
+
+    def list_jobs(self, state: str | None = None, limit: int = 100) -> list[Json]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        return self._call("GET", "/api/v1/jobs", params=params)
+
+    def get_job(self, job_id: int) -> Json:
+        return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def job_logs(self, job_id: int) -> list[str]:
+        return self._call("GET", f"/api/v1/jobs/{job_id}/logs")["lines"]
+
+    def cancel_job(self, job_id: int) -> Json:
+        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def wait_job(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        on_progress: Callable[[Json], None] | None = None,
+    ) -> Json:
+        """Poll until the job ends; returns its last state (check ``job["state"]``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_progress:
+                on_progress(job)
+            if job["state"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"Job {job_id} is still {job['state']} after {timeout}s.")
+            time.sleep(poll)
+
+    # -- models ------------------------------------------------------------------------------
+    def list_models(self) -> list[Json]:
+        return self._call("GET", "/api/v1/models")
+
+    def get_model(self, name: str) -> Json:
+        return self._call("GET", f"/api/v1/models/{name}")
+
+    def get_model_version(self, name: str, version: int) -> Json:
+        return self._call("GET", f"/api/v1/models/{name}/versions/{version}")
+
+    def plot(self, name: str, version: int, plot: str) -> bytes:
+        """A PNG: confusion_matrix, per_class_f1, optimization_history, param_importances."""
+        return self._request(
+            "GET", f"/api/v1/models/{name}/versions/{version}/plots/{plot}"
+        ).content
+
+    def set_alias(self, name: str, version: int, alias: str = "champion") -> Json:
+        return self._call(
+            "PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": version}
+        )
+
+    def load_model(self, name: str, version: int | None = None, alias: str | None = None) -> Json:
+        params = {k: v for k, v in {"version": version, "alias": alias}.items() if v is not None}
+        return self._call("POST", f"/api/v1/models/{name}/load", params=params)
+
+    def unload_model(self, name: str, version: int | None = None) -> Json:
+        params = {"version": version} if version is not None else {}
+        return self._call("POST", f"/api/v1/models/{name}/unload", params=params)
+
+    def loaded_models(self) -> list[Json]:
+        return self._call("GET", "/api/v1/models/loaded")
+
+    def delete_model(self, ref: str) -> Json:
+        """``name/version`` deletes one version, ``name`` the whole model."""
+        if "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            return self._call("DELETE", f"/api/v1/models/{name}/versions/{version}")
+        return self._call("DELETE", f"/api/v1/models/{ref}")
+
+    def delete_all_models(self) -> Json:
+        return self._call("DELETE", "/api/v1/models")
+
+    # -- predictions -------------------------------------------------------------------------
+    def predict(
+        self,
+        model: str,
+        records: Json | list[Json],
+        *,
+        explain: bool = False,
+        top: int = 5,
+    ) -> Json:
+        """``{"model", "version", "predictions": [{"label", "probabilities", ...}]}``."""
+        body = {"model": model, "records": records, "explain": explain, "top": top}
+        return self._call("POST", "/api/v1/predict", json=body)
+
+    def predict_file(self, model: str, path: str | Path, *, output: str = "csv") -> bytes:
+        """The rows of ``path`` with ``prediction`` and ``proba_<class>`` columns, as CSV or
+        Parquet bytes."""
+        path = Path(path)
+        with path.open("rb") as f:
+            return self._request(
+                "POST",
+                "/api/v1/predict/file",
+                files={"file": (path.name, f)},
+                data={"model": model, "output": output},
+            ).content

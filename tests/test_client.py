@@ -1,0 +1,111 @@
+"""The Python client and the CLI's --remote mode against a real server (uvicorn in a thread,
+Dask LocalCluster, SQLite store)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from taxonomist import errors
+from taxonomist.client import Client
+from tests.conftest import DATA, serve_in_thread
+
+PASSWORD = "client-admin-1"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+
+    home = tmp_path_factory.mktemp("client-home")
+    url, srv, thread = serve_in_thread(create_app(Settings(home=home, admin_password=PASSWORD)))
+    yield url
+    srv.should_exit = True  # type: ignore[attr-defined]
+    thread.join(timeout=30)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def alice(server: str) -> Client:
+    with Client.login(server, "admin", PASSWORD) as admin:
+        admin.create_user("alice", "alice-password")
+    client = Client.login(server, "alice", "alice-password")
+    yield client
+    client.close()
+
+
+def test_client_trains_and_predicts_end_to_end(alice: Client, toy: pd.DataFrame, tmp_path) -> None:
+    uploaded = alice.upload_dataset(toy, name="toy", target="label")
+    ds = uploaded["dataset"]["id"]
+    assert uploaded["roles"]["title"] == "text"
+    seen: list[str] = []
+    job = alice.start_job(ds, "toy", trials=2, families=["complement_nb"])
+    job = alice.wait_job(
+        job["id"], timeout=180, poll=0.3, on_progress=lambda j: seen.append(j["state"])
+    )
+    assert job["state"] == "succeeded" and seen[-1] == "succeeded"
+    assert alice.job_logs(job["id"])
+    assert [m["name"] for m in alice.list_models()] == ["toy"]
+    out = alice.predict("toy@champion", toy.drop(columns="label").head(5).to_dict("records"))
+    assert len(out["predictions"]) == 5 and out["version"] == 1
+    path = tmp_path / "rows.csv"
+    toy.to_csv(path, index=False)
+    scored = pd.read_csv(io.BytesIO(alice.predict_file("toy", path)))
+    assert (scored["prediction"] == toy["label"]).mean() > 0.8
+    assert alice.plot("toy", 1, "per_class_f1")[:4] == b"\x89PNG"
+    assert alice.download_dataset(ds, tmp_path / "back.csv").read_text() == toy.to_csv(index=False)
+
+
+def test_client_raises_the_packages_exceptions(server: str, alice: Client) -> None:
+    with pytest.raises(errors.ModelNotFoundError, match="visible to you"):
+        alice.predict("nobody", {"title": "x"})
+    with pytest.raises(errors.AuthenticationError, match="Wrong username or password"):
+        Client.login(server, "alice", "wrong")
+    with pytest.raises(errors.PermissionDeniedError):
+        alice.list_users()
+    with pytest.raises(errors.DataError) as info:
+        alice.upload_dataset(DATA / "malformed" / "one_class.csv", target="label")
+    assert info.value.status == 422 and "one class" in info.value.message.lower()
+    with pytest.raises(errors.ServiceUnavailableError, match="Cannot reach"):
+        Client("http://127.0.0.1:9", "t").health()
+
+
+def test_cli_remote_mode(server: str, alice: Client, toy: pd.DataFrame, tmp_path) -> None:
+    from taxonomist.cli import app
+
+    token = alice.create_token("cli")["token"]
+    data = tmp_path / "toy.csv"
+    toy.to_csv(data, index=False)
+    runner = CliRunner()
+    remote = ["--remote", server, "--token", token]
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--target",
+            "label",
+            "--name",
+            "toy-cli",
+            "--trials",
+            "2",
+            "--json",
+            *remote,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["version"] == 1, r.output
+    r = runner.invoke(app, ["models", "list", "--json", *remote])
+    assert {m["name"] for m in json.loads(r.stdout)} >= {"toy-cli"}
+    r = runner.invoke(app, ["predict", "toy-cli", str(data), "--json", *remote])
+    assert r.exit_code == 0 and json.loads(r.stdout)["n"] == len(toy)
+    r = runner.invoke(app, ["models", "show", "toy-cli", "--json", *remote])
+    assert json.loads(r.stdout)["classes"] == ["cooking", "finance", "sport"]
+    r = runner.invoke(app, ["models", "list", "--remote", server])
+    assert r.exit_code == 2 and "needs a token" in r.output
+    r = runner.invoke(app, ["models", "show", "nope", *remote])
+    assert r.exit_code == 2 and "visible to you" in r.output
