@@ -152,3 +152,43 @@ def test_missing_torch_extra_names_the_extra(monkeypatch) -> None:
     monkeypatch.delitem(_models, "minilm", raising=False)
     with pytest.raises(MissingExtraError, match=r"pip install 'taxonomist\[torch\]'"):
         ENCODERS["minilm"].encode(["hello"])
+
+
+def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
+    from taxonomist.features.categorical import ColumnView, one_hot
+
+    rng = np.random.default_rng(4)
+    values = np.array(["a", "b", "c", "d", "rare1", "rare2", None], dtype=object)
+    train = pd.DataFrame(
+        {
+            "x": rng.choice(values[:4], 200).tolist() + ["rare1"],
+            "y": rng.choice(values[:3], 201).tolist(),
+        }
+    )
+    train.loc[[3, 7], "y"] = None
+    enc = one_hot().fit(train)
+    new = {
+        "x": np.array(["a", "rare1", "unseen", None, "d"], dtype=object),
+        "y": np.array([None, "b", "zzz", "c", "a"], dtype=object),
+    }
+    fast = enc.transform(ColumnView(new))
+    slow = enc.transform(pd.DataFrame(new))
+    assert enc.accepts_column_view
+    assert fast.shape == slow.shape and np.array_equal(fast.toarray(), slow.toarray())
+
+
+def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) -> None:
+    from taxonomist.features.categorical import ColumnView
+    from taxonomist.models.train import train
+
+    model = train(toy, "label", trials=2, families=["linear_svm", "logreg"], register=False).model
+    records = [
+        {"title": "pasta recipe with garlic", "store": "eu", "price": 3.0},
+        {"title": "", "store": "mars", "price": None},  # unseen level, empty text, no price
+        {"title": None, "store": None, "price": "7"},
+    ]
+    fast = model._inputs(records)
+    assert isinstance(fast, ColumnView)
+    slow = model.prepare(pd.DataFrame(records))
+    assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)
+    assert model.predict(records[0])[0] == "cooking"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from taxonomist.api.services import Principal, Services
 from taxonomist.errors import AuthenticationError, PermissionDeniedError
@@ -15,11 +16,13 @@ from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 bearer = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
 
 
-def services(request: Request) -> Services:
+# The dependencies are async so that they run on the event loop: a sync dependency costs a
+# thread-pool round trip per request (~0.3 ms each), a third of a cached prediction's overhead.
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def current_user(
+async def current_user(
     svc: Annotated[Services, Depends(services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -32,8 +35,13 @@ def current_user(
     principal = svc.tokens.get(key)
     if principal is not None:
         return principal
+    return await run_in_threadpool(_lookup, svc, key, credentials.credentials)
+
+
+def _lookup(svc: Services, key: str, token_text: str) -> Principal:
+    """The database half of ``current_user`` (on a worker thread)."""
     with svc.db.session() as s:
-        user, token = user_for_token(s, credentials.credentials)
+        user, token = user_for_token(s, token_text)
         token.last_used_at = datetime.now(UTC)
         principal = Principal(user.id, user.username, user.role, token.id)
         expires = token.expires_at
@@ -41,7 +49,7 @@ def current_user(
     return principal
 
 
-def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.is_admin:
         raise PermissionDeniedError("Only an admin can do this.")
     return user

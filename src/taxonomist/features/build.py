@@ -24,6 +24,7 @@ from taxonomist.data.schema import Schema
 from taxonomist.features.categorical import (
     CategoryCodes,
     CategoryStrings,
+    ColumnView,
     CountEncoder,
     integer_code_columns,
     one_hot,
@@ -71,6 +72,8 @@ class TextColumns(TransformerMixin, BaseEstimator):
     A leaner ColumnTransformer: no joblib dispatch and no per-call validation, which
     dominated the cost of predicting one record.
     """
+
+    accepts_column_view = True
 
     def __init__(
         self,
@@ -188,20 +191,45 @@ class FeatureBlocks:
         self.train_outputs[name] = _as_matrix(out, spec.sparse)
         return self.train_outputs[name]
 
-    def transform(self, df: pd.DataFrame, names: list[str]) -> dict[str, Any]:
+    def transform(self, df: pd.DataFrame | ColumnView, names: list[str]) -> dict[str, Any]:
         """Outputs of blocks ``names`` (and their dependencies) for a new table."""
         out: dict[str, Any] = {}
+
+        if isinstance(df, ColumnView) and not self.accept_column_view(names):
+            df = df.to_frame()
 
         def get(name: str) -> Any:
             if name not in out:
                 spec = self.specs[name]
-                source = get(spec.source) if spec.source else df[list(spec.columns)]
+                if spec.source:
+                    source = get(spec.source)
+                elif isinstance(df, ColumnView):
+                    source = df.subset(spec.columns)
+                else:
+                    source = df[list(spec.columns)]
                 out[name] = _as_matrix(self.fitted[name].transform(source), spec.sparse)
             return out[name]
 
         for name in names:
             get(name)
         return out
+
+    def accept_column_view(self, names: list[str]) -> bool:
+        """Whether blocks ``names`` (and what they are computed from) take a
+        :class:`ColumnView` (the single-record fast path)."""
+        seen = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            source = self.specs[name].source
+            if source:  # computed from another block's matrix, not from the columns
+                stack.append(source)
+            elif not getattr(self.fitted[name], "accepts_column_view", False):
+                return False
+        return True
 
     def drop_training_outputs(self) -> None:
         """Forget the training matrices (kept only during the search)."""

@@ -12,10 +12,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
+from taxonomist.features.categorical import ColumnView
+
 
 def _as_float(X: Any) -> np.ndarray:
     if isinstance(X, pd.DataFrame):
         return X.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(X, ColumnView):
+        return np.column_stack([np.asarray(X[c], dtype=np.float64) for c in X.columns])
     return np.asarray(X, dtype=np.float64)
 
 
@@ -29,6 +33,8 @@ class ScaledNumeric(TransformerMixin, BaseEstimator):
     One estimator instead of a four-step pipeline: the pipeline's per-step checks cost ~2 ms
     when predicting one record, this costs ~0.05 ms.
     """
+
+    accepts_column_view = True
 
     def fit(self, X: Any, y: Any = None) -> ScaledNumeric:
         x = _as_float(X)

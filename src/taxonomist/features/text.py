@@ -119,9 +119,10 @@ def _count_chunk(
     field: int = 0,
     lowercase: bool = True,
     columns: np.ndarray | None = None,
+    n_columns: int = 0,
 ) -> sparse.csr_matrix:
     """Counts of one chunk; with ``columns`` (bucket -> column, -1 for unseen buckets) the
-    counts are over those columns and unseen n-grams are dropped before counting."""
+    counts are over the ``n_columns`` columns and unseen n-grams are dropped first."""
     if lowercase:
         texts = [t.lower() for t in texts]
     n_docs = len(texts)
@@ -168,7 +169,7 @@ def _count_chunk(
     if columns is not None:
         c = columns[c]
         seen = c >= 0
-        r, c, width = r[seen], c[seen], int(columns.max(initial=-1)) + 1
+        r, c, width = r[seen], c[seen], n_columns
     return _csr_counts(r, c, n_docs, width)
 
 
@@ -271,6 +272,7 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
             field=self.field,
             lowercase=self.lowercase,
             columns=columns,
+            n_columns=getattr(self, "n_features_out_", 0),
         )
 
     def _stack(self, parts: list[sparse.csr_matrix]) -> sparse.csr_matrix:

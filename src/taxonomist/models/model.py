@@ -12,6 +12,7 @@ import pandas as pd
 from taxonomist.data.schema import ColumnRole, Schema, suggest_column
 from taxonomist.errors import SchemaMismatchError
 from taxonomist.features.build import FeatureBlocks
+from taxonomist.features.categorical import ColumnView
 from taxonomist.models.calibration import apply_temperature, floor_probabilities
 from taxonomist.models.candidates import FAMILIES
 from taxonomist.models.search import family_matrix, proba_full
@@ -109,9 +110,30 @@ class TaxonomistModel:
     def _prepare_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """``prepare`` for a few JSON records, without pandas' type inference (which costs
         more than the prediction itself for one record)."""
-        missing = [c for c in self.feature_columns if not any(c in r for r in records)]
-        if missing:
+        columns = self._record_columns(records)
+        if columns is None:
             return self.prepare(pd.DataFrame.from_records(records))  # the full message
+        return pd.DataFrame(columns, copy=False)
+
+    def _inputs(self, data: Records) -> pd.DataFrame | ColumnView:
+        """What ``_proba`` takes: for a few records and blocks that allow it, plain numpy
+        columns (:class:`ColumnView`: one record in ~1.5 ms less); else ``prepare(data)``."""
+        records = [data] if isinstance(data, dict) else data
+        if (
+            isinstance(records, list)
+            and 0 < len(records) <= 64
+            and all(isinstance(r, dict) for r in records)
+            and self.blocks.accept_column_view(self._member_blocks())
+        ):
+            columns = self._record_columns(records)
+            if columns is not None:
+                return ColumnView(columns)
+        return self.prepare(data)
+
+    def _record_columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+        """The feature columns of ``records`` as numpy arrays (``None`` if one is absent)."""
+        if any(not any(c in r for r in records) for c in self.feature_columns):
+            return None
         numeric = set(self.schema.numeric)
         columns: dict[str, Any] = {}
         for col in self.feature_columns:
@@ -122,7 +144,7 @@ class TaxonomistModel:
                 columns[col] = np.array(
                     [None if _blank(v) else str(v) for v in values], dtype=object
                 )
-        return pd.DataFrame(columns, copy=False)
+        return columns
 
     # -- prediction -------------------------------------------------------------------------
     def _member_blocks(self) -> list[str]:
@@ -133,7 +155,7 @@ class TaxonomistModel:
                     names.append(b)
         return names
 
-    def _proba(self, X: pd.DataFrame) -> np.ndarray:
+    def _proba(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
         import sklearn
 
         # Our blocks only emit finite numbers; skipping scikit-learn's re-checks of every
@@ -141,7 +163,7 @@ class TaxonomistModel:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self._proba_checked(X)
 
-    def _proba_checked(self, X: pd.DataFrame) -> np.ndarray:
+    def _proba_checked(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
         outputs = self.blocks.transform(X, self._member_blocks())
         total = np.zeros((len(X), len(self.classes)), dtype=np.float64)
         matrices: dict[tuple[tuple[str, ...], str], Any] = {}
@@ -157,12 +179,12 @@ class TaxonomistModel:
 
     def predict_proba(self, data: Records) -> pd.DataFrame:
         """Calibrated class probabilities, one column per class, one row per record."""
-        X = self.prepare(data)
+        X = self._inputs(data)
         return pd.DataFrame(self._proba(X), columns=[str(c) for c in self.classes])
 
     def predict(self, data: Records) -> np.ndarray:
         """The most probable class of each record."""
-        X = self.prepare(data)
+        X = self._inputs(data)
         return np.asarray(self.classes, dtype=object)[self._proba(X).argmax(axis=1)]
 
     def predict_frame(self, data: Records) -> pd.DataFrame:

@@ -355,7 +355,13 @@ def load_model(ref: str, settings: Settings | None = None) -> TaxonomistModel:
     import mlflow
 
     settings = settings or get_settings()
-    mv = resolve(ref, settings)
+    r = parse_ref(ref)
+    if r.version:  # a pinned version: no registry round trip once loaded (5-10 ms)
+        with _lock:
+            hit = _loaded.get((settings.mlflow_tracking_uri, r.name, r.version))
+        if hit is not None:
+            return hit
+    mv = resolve(r, settings)
     key = (settings.mlflow_tracking_uri, mv.name, str(mv.version))
     with _lock:
         if key in _loaded:
