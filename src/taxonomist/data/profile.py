@@ -133,13 +133,15 @@ def _numeric_stats(s: pd.Series) -> dict[str, Any]:
 
 def text_stats(s: pd.Series) -> dict[str, Any]:
     """Words per text (summary and histogram), empty texts and the vocabulary with counts."""
-    texts = s.fillna("").astype(str)
     counter: Counter[str] = Counter()
-    n_words = np.empty(len(texts), dtype=np.int64)
-    for i, t in enumerate(texts):
-        toks = tokenize(t)
-        n_words[i] = len(toks)
-        counter.update(toks)
+    n_words = np.empty(len(s), dtype=np.int64)
+    chunk = 10_000  # a cleaned copy of a chunk at a time, not of a 100 MB column
+    for start in range(0, len(s), chunk):
+        texts = s.iloc[start : start + chunk].fillna("").astype(str)
+        for i, t in enumerate(texts, start):
+            toks = tokenize(t)
+            n_words[i] = len(toks)
+            counter.update(toks)
     hist, _ = np.histogram(n_words, bins=WORDS_BINS)
     return {
         "empty": int((n_words == 0).sum()),

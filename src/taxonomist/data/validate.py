@@ -68,7 +68,8 @@ def validate_training_table(
             f"{n_unlabelled} rows have no value in '{schema.target}' and are not "
             "used for training (predict on them later)."
         )
-    df = df.loc[labelled]
+    if n_unlabelled:  # a boolean filter copies the whole table even when it keeps every row
+        df = df.loc[labelled]
     labels = df[schema.target].astype(str)
     counts = labels.value_counts()
     if len(counts) < 2:
@@ -136,8 +137,7 @@ def _check_feature_columns(
             continue
         s = df[col]
         if role == ColumnRole.TEXT:
-            filled = s.dropna().astype(str).str.strip().ne("")
-            if not filled.any():
+            if not _any_text(s):
                 ignored[col] = "empty in every row"
         elif role == ColumnRole.NUMERIC and not pd.api.types.is_numeric_dtype(s):
             present = s.dropna()
@@ -173,6 +173,15 @@ def _check_feature_columns(
             details={"roles": schema.to_dict()["roles"]},
         )
     return kept, ignored
+
+
+def _any_text(s: pd.Series, chunk: int = 10_000) -> bool:
+    """Whether any cell holds more than whitespace; looks at ``chunk`` rows at a time, so a
+    100 MB text column is not copied whole (it usually answers in the first chunk)."""
+    for start in range(0, len(s), chunk):
+        if s.iloc[start : start + chunk].dropna().astype(str).str.strip().ne("").any():
+            return True
+    return False
 
 
 def _mixed_type_share(s: pd.Series) -> float:
