@@ -161,7 +161,7 @@ def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
     values = np.array(["a", "b", "c", "d", "rare1", "rare2", None], dtype=object)
     train = pd.DataFrame(
         {
-            "x": rng.choice(values[:4], 200).tolist() + ["rare1"],
+            "x": [*rng.choice(values[:4], 200).tolist(), "rare1"],
             "y": rng.choice(values[:3], 201).tolist(),
         }
     )
