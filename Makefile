@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Trains the demo model, then serves it at http://127.0.0.1:8000 (Ctrl-C stops it).
 demo: install
 	$(VENV)/bin/taxonomist demo
 
@@ -34,6 +35,7 @@ typecheck: install
 
 bench: install
 	$(PY) bench/core.py
+	$(PY) bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

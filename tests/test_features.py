@@ -192,3 +192,30 @@ def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) ->
     slow = model.prepare(pd.DataFrame(records))
     assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)
     assert model.predict(records[0])[0] == "cooking"
+
+
+def test_fast_path_with_integer_codes_and_no_text() -> None:
+    from taxonomist.features.categorical import ColumnView
+    from taxonomist.models.train import train
+
+    rng = np.random.default_rng(5)
+    n = 400
+    table = pd.DataFrame(
+        {
+            "slot": rng.integers(0, 6, n),
+            "site": rng.choice(["a1", "b2", "c3", "d4"], n),
+            "size": rng.normal(size=n),
+        }
+    )
+    table["click"] = np.where((table["slot"] % 2 == 0) ^ (table["site"] == "a1"), "yes", "no")
+    model = train(table, "click", trials=1, families=["logreg"], register=False).model
+    assert "num_codes" in model.blocks.fitted
+    records = [
+        {"slot": 2, "site": "a1", "size": 0.3},
+        {"slot": 9.0, "site": "zz", "size": None},
+        {"slot": None, "site": None, "size": "1.5"},
+    ]
+    fast = model._inputs(records)
+    assert isinstance(fast, ColumnView)
+    slow = model.prepare(pd.DataFrame(records))
+    assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)

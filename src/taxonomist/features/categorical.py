@@ -33,6 +33,19 @@ def as_category_strings(X: Any) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
+def _code_strings(values: np.ndarray) -> np.ndarray:
+    """:func:`as_category_strings` for one column of a few values, without pandas."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append(MISSING)
+        elif isinstance(v, float | np.floating) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return np.array(out, dtype=object)
+
+
 class CategoryCodes(TransformerMixin, BaseEstimator):
     """One-hot of integer code columns (ids, ratings, ad slots) for linear models.
 
@@ -49,8 +62,12 @@ class CategoryCodes(TransformerMixin, BaseEstimator):
         self.n_features_in_ = self.encoder_.n_features_in_
         return self
 
+    accepts_column_view = True
+
     def transform(self, X: Any) -> Any:
         check_is_fitted(self, "encoder_")
+        if isinstance(X, ColumnView):
+            return self.encoder_.transform(ColumnView({c: _code_strings(X[c]) for c in X.columns}))
         return self.encoder_.transform(as_category_strings(X))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
