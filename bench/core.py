@@ -232,8 +232,13 @@ def main() -> None:
     table = _table(rows)
     print(table)
     if args.write and not args.only:
-        Path(args.write).write_text(
-            _README.format(table=table, budget=args.budget, date=time.strftime("%Y-%m-%d"))
+        path = Path(args.write)
+        # Hand-written sections (notes, the service benchmark) start at the first "## " and
+        # are kept.
+        old = path.read_text() if path.exists() else ""
+        kept = old[old.index("\n## ") :] if "\n## " in old else ""
+        path.write_text(
+            _README.format(table=table, budget=args.budget, date=time.strftime("%Y-%m-%d")) + kept
         )
         (Path(args.write).parent / "results.json").write_text(
             json.dumps(rows, indent=1, default=float)

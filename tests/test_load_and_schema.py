@@ -108,3 +108,22 @@ def test_image_paths_and_overrides() -> None:
         infer_column_roles(df, "y", {"code": "words"})
     with pytest.raises(ColumnNotFoundError, match="Did you mean 'code'"):
         infer_column_roles(df, "y", {"Code ": "text"})
+
+
+def test_chunked_parsing_equals_a_one_piece_parse(tmp_path, monkeypatch) -> None:
+    import taxonomist.data.load as load_module
+    from taxonomist.data import load_table
+
+    monkeypatch.setattr(load_module, "CHUNK_ROWS", 10)
+    rows = ["code,text,price"]
+    rows += [f"{i},item {i},{i}.5" for i in range(25)]
+    rows += ['A7,"multi\nline",', "015,,3"]  # text after numbers; a leading zero kept
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join(rows) + "\n")
+    chunked = load_table(path)
+    whole = pd.read_csv(path, low_memory=False)
+    assert isinstance(chunked.index, pd.RangeIndex) and len(chunked) == 27
+    assert chunked["code"].tolist() == whole["code"].tolist()
+    assert chunked["code"].iloc[-1] == "015" and chunked["code"].iloc[-2] == "A7"
+    assert chunked["price"].dtype == whole["price"].dtype
+    assert chunked["text"].iloc[-2] == "multi\nline"

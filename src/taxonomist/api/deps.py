@@ -19,7 +19,7 @@ bearer = HTTPBearer(auto_error=False, description="A login token or a personal A
 # The dependencies are async so that they run on the event loop: a sync dependency costs a
 # thread-pool round trip per request (~0.3 ms each), a third of a cached prediction's overhead.
 async def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 async def current_user(

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 
@@ -24,7 +25,7 @@ from taxonomist.errors import (
 
 logger = logging.getLogger(__name__)
 
-TableSource = str | os.PathLike[str] | pd.DataFrame
+TableSource: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 
 SUPPORTED = ".csv, .tsv, .txt, .parquet, .jsonl, .ndjson, .json (optionally .gz)"
 ENCODINGS = ("utf-8", "utf-8-sig", "cp1251", "latin-1")
@@ -261,10 +262,28 @@ def _read_delimited(path: Path, *, sep: str | None) -> pd.DataFrame:
     return df
 
 
-def _parse_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+CHUNK_ROWS = 50_000  # rows per parser chunk
+
+
+def _parse_csv(
+    path: Path, sep: str, encoding: str, text_columns: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Parse in chunks of rows: pandas' parser holds twice a whole file's strings at its peak,
+    a chunk's strings only once they are joined (text columns join without a copy). A column
+    that is numeric in one chunk and text in another is read again as text throughout, as a
+    one-piece parse would have it."""
     kind = "TSV" if sep == "\t" else "CSV"
     try:
-        return pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False)
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            encoding=encoding,
+            low_memory=False,
+            chunksize=CHUNK_ROWS,
+            dtype=dict.fromkeys(text_columns, "str") or None,
+        )
+        with reader:
+            chunks = list(reader)
     except pd.errors.EmptyDataError as exc:
         raise EmptyDataError(
             f"'{path.name}' has no columns to parse. Give a header row and at least one data row.",
@@ -276,6 +295,16 @@ def _parse_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
             "Check that every row has as many fields as the header and that quotes are closed.",
             details={"path": str(path), "delimiter": sep, "parser": str(exc)},
         ) from exc
+    if len(chunks) == 1:
+        return chunks[0]
+    mixed = tuple(
+        str(c)
+        for c in chunks[0].columns
+        if len({pd.api.types.is_numeric_dtype(ch[c].dtype) for ch in chunks}) > 1
+    )
+    if mixed and not text_columns:
+        return _parse_csv(path, sep, encoding, mixed)
+    return pd.concat(chunks)  # consecutive RangeIndexes stay one RangeIndex
 
 
 def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | None = None) -> None:

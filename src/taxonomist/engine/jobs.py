@@ -56,7 +56,7 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
     try:
         with db.session() as s:
             # Claim the job atomically: with several service processes only one runs it.
-            claimed = s.execute(
+            claimed = s.execute(  # type: ignore[attr-defined]
                 update(Job)
                 .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
                 .values(state=JobState.RUNNING.value, started_at=_now())
@@ -261,14 +261,16 @@ class JobEngine:
                 if job.id not in self.futures:
                     _finish(s, job, JobState.CANCELLED, error="Cancelled before it started.")
             free = self.settings.max_concurrent_jobs - len(self.futures)
-            queued = []
+            queued: list[int] = []
             if free > 0:
-                queued = s.scalars(
-                    select(Job.id)
-                    .where(Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
-                    .order_by(Job.id)
-                    .limit(free + len(self.futures))
-                ).all()
+                queued = list(
+                    s.scalars(
+                        select(Job.id)
+                        .where(Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+                        .order_by(Job.id)
+                        .limit(free + len(self.futures))
+                    )
+                )
         settings = self.settings.model_dump(mode="json")
         for job_id in queued:
             if job_id in self.futures or len(self.futures) >= self.settings.max_concurrent_jobs:

@@ -183,7 +183,7 @@ class FastOneHotEncoder(OneHotEncoder):
         infrequent bucket, or -1); and the output width. ``None`` unless every category is a
         string (or missing) and nothing is dropped."""
         if "lookup_" in self.__dict__:
-            return self.__dict__["lookup_"]  # type: ignore[no-any-return]
+            return self.__dict__["lookup_"]
         infrequent_enabled = getattr(self, "_infrequent_enabled", False)
         tables: list[tuple[dict[Any, int], int]] = []
         offset = 0

@@ -41,7 +41,7 @@ def explain_record(model: TaxonomistModel, record: dict[str, Any], top: int = 10
         out["explained_by"] = member.family
     elif trees:
         member = max(trees, key=lambda m: m.weight)
-        words, feats = [], _lightgbm(model, member, X, k)
+        words, feats = {}, _lightgbm(model, member, X, k)
         out["explained_by"] = member.family
     else:
         return out

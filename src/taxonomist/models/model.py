@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from taxonomist.models.search import family_matrix, proba_full
 
 logger = logging.getLogger(__name__)
 
-Records = pd.DataFrame | dict[str, Any] | list[dict[str, Any]]
+Records: TypeAlias = pd.DataFrame | dict[str, Any] | list[dict[str, Any]]
 
 
 @dataclass

@@ -88,7 +88,8 @@ def history_plot(study: optuna.Study, metric: str, greater_is_better: bool, path
                 if t.params.get("family") == fam
             ]
             ax.scatter(*zip(*pts, strict=True), label=fam, s=18)
-        best = np.maximum.accumulate(ys) if greater_is_better else np.minimum.accumulate(ys)
+        values = np.asarray(ys, dtype=float)
+        best = np.maximum.accumulate(values) if greater_is_better else np.minimum.accumulate(values)
         ax.step(xs, best, where="post", color="black", lw=1, label="best so far")
         ax.legend(fontsize=7)
     ax.set_xlabel("trial")

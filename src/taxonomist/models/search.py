@@ -300,7 +300,7 @@ class ModelSearch:
         )
         self.records.sort(key=lambda r: (self.metric.loss(r.score), r.number))
         # Keep the best trials, and the best of every family (the ensemble's diversity).
-        best_of = {}
+        best_of: dict[str, TrialRecord] = {}
         for r in self.records:
             best_of.setdefault(r.family, r)
         self.records = [

@@ -9,7 +9,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 
-class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):
+class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     def load_context(self, context: Any) -> None:
         import joblib
 

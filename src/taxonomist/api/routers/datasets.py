@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import re
-import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from taxonomist.api.deps import ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import DatasetDetail, DatasetOut, DatasetUpdate, DatasetUploaded
 from taxonomist.api.services import Principal
+from taxonomist.api.uploads import CHUNK, jsonable, save_upload
 from taxonomist.data import infer_column_roles, load_table, profile_table, validate_training_table
 from taxonomist.errors import (
     ConflictError,
@@ -29,31 +28,14 @@ from taxonomist.store import Dataset, Job, JobState
 from taxonomist.store.accounts import audit
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
-CHUNK = 1 << 20
-_SUFFIX = re.compile(r"(\.(csv|tsv|txt|parquet|pq|jsonl|ndjson|json))(\.gz)?$", re.I)
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN and infinities to null."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return str(obj)
 
 
 def _describe(
-    path: Path, target: str | None, roles: dict[str, str] | None
+    path: Path, target: str | None, roles: Mapping[str, str] | None
 ) -> tuple[int, int, dict[str, str], dict[str, Any], dict[str, Any]]:
     """Load, infer roles, validate (for training when a target is given) and profile."""
     df = load_table(path)
-    schema = infer_column_roles(df, target, roles)
+    schema = infer_column_roles(df, target, dict(roles) if roles else None)
     n_rows, n_columns = len(df), len(df.columns)
     if target:
         df, schema, report = validate_training_table(df, schema)
@@ -69,7 +51,7 @@ def _describe(
     return n_rows, n_columns, schema.to_dict()["roles"], jsonable(report_dict), jsonable(profile)
 
 
-def _visible(s: Any, user: Principal, dataset_id: int) -> Dataset:
+def visible_dataset(s: Session, user: Principal, dataset_id: int) -> Dataset:
     ds = s.get(Dataset, dataset_id)
     if ds is None or (not user.is_admin and ds.owner_id != user.id):
         raise NotFoundError(f"No dataset with id {dataset_id} is visible to you.")
@@ -88,34 +70,6 @@ def _parse_roles(roles: str | None) -> dict[str, str] | None:
     if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
         raise InvalidParameterError("The roles field must map column names to role names.")
     return {str(k): v for k, v in parsed.items()}
-
-
-def _save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int, str]:
-    """Copy the upload to ``folder`` in 1 MB chunks (never whole in memory)."""
-    name = upload.filename or "upload.csv"
-    match = _SUFFIX.search(name)
-    suffix = match.group(0).lower() if match else Path(name).suffix.lower()[:10]
-    folder.mkdir(parents=True, exist_ok=True)
-    part = folder / f"{uuid.uuid4().hex}{suffix}.part"
-    digest, size = hashlib.sha256(), 0
-    try:
-        with part.open("wb") as out:
-            while chunk := upload.file.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(
-                        f"The file is larger than the upload limit of {limit / 1e6:.0f} MB. "
-                        "Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
-                        details={"limit_bytes": limit},
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    final = part.with_name(part.name.removesuffix(".part"))
-    part.rename(final)
-    return final, size, digest.hexdigest()
 
 
 @router.post(
@@ -146,7 +100,7 @@ def upload(
             details={"limit_bytes": limit},
         )
     overrides = _parse_roles(roles)
-    path, size, sha = _save_upload(file, svc.settings.datasets_dir, limit)
+    path, size, sha = save_upload(file, svc.settings.datasets_dir, limit)
     try:
         n_rows, n_columns, inferred, report, profile = _describe(path, target or None, overrides)
         with svc.db.session() as s:
@@ -192,7 +146,7 @@ def list_datasets(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
 )
 def get_dataset(dataset_id: int, user: UserDep, svc: ServicesDep) -> DatasetDetail:
     with svc.db.session() as s:
-        return DatasetDetail.model_validate(_visible(s, user, dataset_id))
+        return DatasetDetail.model_validate(visible_dataset(s, user, dataset_id))
 
 
 @router.patch(
@@ -204,7 +158,7 @@ def update_dataset(
     dataset_id: int, body: DatasetUpdate, user: UserDep, svc: ServicesDep
 ) -> DatasetUploaded:
     with svc.db.session() as s:
-        ds = _visible(s, user, dataset_id)
+        ds = visible_dataset(s, user, dataset_id)
         path, target, roles = Path(ds.path), ds.target, None
     if body.target is not None:
         target = body.target or None
@@ -212,7 +166,7 @@ def update_dataset(
         roles = {c: r for c, r in body.roles.items() if r != "target"}
     _, _, inferred, report, profile = _describe(path, target, roles)
     with svc.db.session() as s:
-        ds = _visible(s, user, dataset_id)
+        ds = visible_dataset(s, user, dataset_id)
         ds.target, ds.roles, ds.report, ds.profile = target, inferred, report, profile
         if body.name:
             ds.name = body.name
@@ -231,7 +185,7 @@ def update_dataset(
 )
 def download(dataset_id: int, user: UserDep, svc: ServicesDep) -> FileResponse:
     with svc.db.session() as s:
-        ds = _visible(s, user, dataset_id)
+        ds = visible_dataset(s, user, dataset_id)
         path, filename = ds.path, ds.filename
     if not Path(path).exists():
         raise NotFoundError(f"The file of dataset {dataset_id} is gone from the data folder.")
@@ -241,7 +195,7 @@ def download(dataset_id: int, user: UserDep, svc: ServicesDep) -> FileResponse:
 @router.delete("/{dataset_id}", status_code=204, summary="Delete a dataset and its file")
 def delete_dataset(dataset_id: int, user: UserDep, svc: ServicesDep) -> None:
     with svc.db.session() as s:
-        ds = _visible(s, user, dataset_id)
+        ds = visible_dataset(s, user, dataset_id)
         busy = s.scalar(
             select(Job.id).where(
                 Job.dataset_id == dataset_id,

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from taxonomist.api.deps import ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
-from taxonomist.api.routers.datasets import _visible
+from taxonomist.api.routers.datasets import visible_dataset
 from taxonomist.api.schemas import JobCreate, JobLogs, JobOut
 from taxonomist.api.services import Principal
 from taxonomist.errors import ConflictError, NotFoundError, TargetError
@@ -19,11 +20,11 @@ from taxonomist.store.accounts import audit
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 
-def _job(s: object, user: Principal, job_id: int) -> Job:
-    job = s.get(Job, job_id)  # type: ignore[attr-defined]
+def _job(s: Session, user: Principal, job_id: int) -> Job:
+    job = s.get(Job, job_id)
     if job is None or (not user.is_admin and job.owner_id != user.id):
         raise NotFoundError(f"No job with id {job_id} is visible to you.")
-    return job  # type: ignore[no-any-return]
+    return job
 
 
 @router.post(
@@ -38,7 +39,7 @@ def _job(s: object, user: Principal, job_id: int) -> Job:
 def create_job(body: JobCreate, user: UserDep, svc: ServicesDep) -> JobOut:
     svc.engine.check()
     with svc.db.session() as s:
-        ds = _visible(s, user, body.dataset_id)
+        ds = visible_dataset(s, user, body.dataset_id)
         target = body.target or ds.target
         if not target:
             raise TargetError(

@@ -14,9 +14,9 @@ from fastapi.responses import Response
 
 from taxonomist.api.deps import ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
-from taxonomist.api.routers.datasets import _save_upload, jsonable
 from taxonomist.api.schemas import PredictRequest, PredictResponse
 from taxonomist.api.services import Principal, Services
+from taxonomist.api.uploads import jsonable, save_upload
 from taxonomist.data import load_table
 from taxonomist.errors import InvalidParameterError, PayloadTooLargeError
 from taxonomist.registry import parse_ref
@@ -91,7 +91,7 @@ def predict_file(
     name, version, m = _model(svc, user, model)
     with tempfile.TemporaryDirectory() as tmp:
         limit = int(svc.settings.max_upload_mb * 1e6)
-        path, _, _ = _save_upload(file, Path(tmp), limit)
+        path, _, _ = save_upload(file, Path(tmp), limit)
         df = load_table(path)
     out = m.predict_frame(df)
     top = out[[c for c in out.columns if c.startswith("proba_")]].to_numpy().max(axis=1)

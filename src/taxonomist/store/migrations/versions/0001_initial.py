@@ -14,8 +14,8 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, **kw: object) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), **kw)
+def _ts(name: str, *, nullable: bool = True) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:
