@@ -507,3 +507,56 @@ def test_a_restarted_service_shows_every_job_and_fails_orphans(
         assert {j["id"] for j in again.get("/api/v1/jobs", headers=a).json()} == before
         orphan = again.get(f"/api/v1/jobs/{job}", headers=a).json()
         assert orphan["state"] == "failed" and "service stopped" in orphan["error"]
+
+
+@pytest.mark.postgres
+def test_the_service_runs_on_postgresql(tmp_path: Path, toy: pd.DataFrame) -> None:
+    """The same app on a PostgreSQL metadata store: accounts, an upload, a training job that
+    its Dask worker reports on, and the audit log."""
+    from sqlalchemy import create_engine, text
+
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+    from tests.conftest import _postgres_url
+
+    server = _postgres_url()
+    name = f"taxonomist_api_{uuid.uuid4().hex[:10]}"
+    admin_engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.rsplit("/", 1)[0] + f"/{name}"
+    settings = Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD, database_url=url)
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            _wait_ready(client)
+            headers, _ = member(client)
+            ds = upload(client, headers, toy, target="label").json()["dataset"]["id"]
+            r = client.post(
+                "/api/v1/jobs",
+                json={
+                    "dataset_id": ds,
+                    "model_name": "pg-toy",
+                    "trials": 1,
+                    "families": ["complement_nb"],
+                },
+                headers=headers,
+            )
+            job = wait_job(client, headers, r.json()["id"], {"succeeded", "failed"})
+            assert job["state"] == "succeeded", job
+            assert job["created_at"].endswith(("Z", "+00:00"))
+            r = client.post(
+                "/api/v1/predict",
+                json={
+                    "model": "pg-toy",
+                    "records": {"title": "bank loan", "store": "eu", "price": 1},
+                },
+                headers=headers,
+            )
+            assert r.json()["predictions"][0]["label"] == "finance"
+        with create_engine(url).connect() as conn:
+            actions = {a for (a,) in conn.execute(text("SELECT action FROM audit_log"))}
+        assert {"create_first_admin", "login", "upload_dataset", "create_job"} <= actions
+    finally:
+        with admin_engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin_engine.dispose()
