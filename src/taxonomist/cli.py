@@ -731,6 +731,31 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@app.command()
+def ui(
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url", envvar="TAXONOMIST_API_URL", help="The Taxonomist API the UI talks to."
+        ),
+    ] = "http://127.0.0.1:8000",
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8501,
+) -> None:
+    """Start the web UI (Streamlit) against a running API ('taxonomist serve')."""
+    import subprocess
+
+    from taxonomist.ui import APP
+
+    out.print(f"Taxonomist UI on http://{host}:{port} (API {api_url})")
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    raise typer.Exit(subprocess.call(command, env={**os.environ, "TAXONOMIST_API_URL": api_url}))
+
+
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 
 

@@ -165,16 +165,25 @@ class Client:
     # -- datasets ----------------------------------------------------------------------------
     def upload_dataset(
         self,
-        data: str | Path | Any,
+        data: str | Path | bytes | Any,
         *,
         name: str | None = None,
         target: str | None = None,
         roles: dict[str, str] | None = None,
+        filename: str | None = None,
     ) -> Json:
-        """Upload a file (path) or a DataFrame (sent as CSV); returns the validation report."""
+        """Upload a file (a path, or its bytes with ``filename``) or a DataFrame (sent as CSV);
+        returns the validation report."""
         form = {k: v for k, v in {"name": name, "target": target}.items() if v}
         if roles:
             form["roles"] = json.dumps(roles)
+        if isinstance(data, bytes):
+            return self._call(
+                "POST",
+                "/api/v1/datasets",
+                files={"file": (filename or "data.csv", data)},
+                data=form,
+            )
         if isinstance(data, (str, Path)):
             path = Path(data)
             with path.open("rb") as f:
@@ -316,14 +325,17 @@ class Client:
         body = {"model": model, "records": records, "explain": explain, "top": top}
         return self._call("POST", "/api/v1/predict", json=body)
 
-    def predict_file(self, model: str, path: str | Path, *, output: str = "csv") -> bytes:
-        """The rows of ``path`` with ``prediction`` and ``proba_<class>`` columns, as CSV or
-        Parquet bytes."""
-        path = Path(path)
+    def predict_file(
+        self, model: str, data: str | Path | bytes, *, output: str = "csv", filename: str = ""
+    ) -> bytes:
+        """The rows of a file (a path, or its bytes with ``filename``) with ``prediction`` and
+        ``proba_<class>`` columns, as CSV or Parquet bytes."""
+        form = {"model": model, "output": output}
+        if isinstance(data, bytes):
+            files = {"file": (filename or "data.csv", data)}
+            return self._request("POST", "/api/v1/predict/file", files=files, data=form).content
+        path = Path(data)
         with path.open("rb") as f:
             return self._request(
-                "POST",
-                "/api/v1/predict/file",
-                files={"file": (path.name, f)},
-                data={"model": model, "output": output},
+                "POST", "/api/v1/predict/file", files={"file": (path.name, f)}, data=form
             ).content

@@ -1,0 +1,41 @@
+"""Taxonomist web UI: ``streamlit run`` this file (``taxonomist ui`` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="Taxonomist", page_icon="🏷️", layout="wide")
+PAGES = Path(__file__).parent / "pages"
+
+
+def page(name: str, title: str, icon: str) -> st.Page:
+    return st.Page(str(PAGES / f"{name}.py"), title=title, icon=icon, url_path=name)
+
+
+me = st.session_state.get("me")
+if me is None:
+    pages = [page("signin", "Sign in", "🔑")]
+else:
+    pages = [
+        page("data", "Data", "📄"),
+        page("train", "Train", "🏋️"),
+        page("models", "Models", "📦"),
+        page("predict_input", "Predict from input", "✍️"),
+        page("predict_file", "Predict from file", "📑"),
+    ]
+    if me["role"] == "admin":
+        pages.append(page("admin", "Admin", "🛡️"))
+    with st.sidebar:
+        st.markdown(f"**{me['username']}** · {me['role']}")
+        if st.button("Sign out"):
+            client = st.session_state.pop("client", None)
+            if client is not None:
+                try:
+                    client.logout()
+                finally:
+                    client.close()
+            st.session_state.pop("me", None)
+            st.rerun()
+st.navigation(pages).run()

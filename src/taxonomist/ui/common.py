@@ -1,0 +1,40 @@
+"""What every page shares: the signed-in client, API errors shown as messages, charts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from taxonomist.client import Client
+from taxonomist.errors import TaxonomistError
+
+API_URL_ENV = "TAXONOMIST_API_URL"
+
+
+def api_url() -> str:
+    return os.environ.get(API_URL_ENV, "http://127.0.0.1:8000")
+
+
+def signed_in() -> Client:
+    """The session's client; stops the page with a hint when nobody is signed in."""
+    client = st.session_state.get("client")
+    if client is None:
+        st.warning("Sign in first.")
+        st.stop()
+    return client
+
+
+def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a client call; an API error becomes a readable message instead of a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except TaxonomistError as exc:
+        st.error(exc.message)
+        return None
+
+
+def dataset_label(d: dict[str, Any]) -> str:
+    return f"#{d['id']} {d['name']} ({d['n_rows']:,} rows)"

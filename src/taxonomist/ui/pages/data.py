@@ -1,0 +1,103 @@
+"""Upload a table, read its validation report, and explore it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from taxonomist.ui.common import call, dataset_label, signed_in
+
+client = signed_in()
+st.title("Data")
+
+with st.expander("Upload a table", expanded=False):
+    with st.form("upload"):
+        file = st.file_uploader("CSV, TSV, Parquet or JSON Lines", type=None)
+        target = st.text_input("Target column (optional: the labels to learn)")
+        submitted = st.form_submit_button("Upload and validate")
+    if submitted and file is not None:
+        with st.spinner("Uploading and validating ..."):
+            result = call(
+                client.upload_dataset, file.getvalue(), filename=file.name, target=target or None
+            )
+        if result:
+            st.success(f"Stored as dataset #{result['dataset']['id']}.")
+            st.session_state["dataset_id"] = result["dataset"]["id"]
+
+datasets = call(client.list_datasets) or []
+if not datasets:
+    st.info("No dataset yet: upload one above.")
+    st.stop()
+ids = [d["id"] for d in datasets]
+chosen = st.selectbox(
+    "Dataset",
+    datasets,
+    index=ids.index(st.session_state["dataset_id"])
+    if st.session_state.get("dataset_id") in ids
+    else len(datasets) - 1,
+    format_func=dataset_label,
+)
+st.session_state["dataset_id"] = chosen["id"]
+detail = call(client.get_dataset, chosen["id"])
+if detail is None:
+    st.stop()
+profile, report = detail["profile"], detail["report"]
+
+st.subheader("Validation report")
+for warning in report.get("warnings", []):
+    st.warning(warning)
+if not report.get("warnings"):
+    st.success("No problem found.")
+
+st.subheader("Overview")
+cols = st.columns(4)
+cols[0].metric("Rows", f"{profile['n_rows']:,}")
+cols[1].metric("Columns", profile["n_columns"])
+cols[2].metric("Duplicate rows", f"{profile['n_duplicates']:,}")
+cols[3].metric("Language", profile.get("language") or "-")
+overview = pd.DataFrame(
+    [
+        {
+            "column": c,
+            "role": p["role"],
+            "type": p["dtype"],
+            "missing": p["missing"],
+            "distinct": p["n_unique"],
+        }
+        for c, p in profile["columns"].items()
+    ]
+)
+st.dataframe(overview, hide_index=True, use_container_width=True)
+
+st.subheader("Exploration")
+text_columns = [c for c, p in profile["columns"].items() if p["role"] == "text"]
+if text_columns:
+    column = st.selectbox("Text column", text_columns)
+    stats = profile["columns"][column]["stats"]
+    hist = stats["words_histogram"]
+    edges = hist["edges"]
+    bins = pd.DataFrame(
+        {
+            "words per text": [f"{a}-{b}" for a, b in itertools.pairwise(edges)],
+            "texts": hist["counts"],
+        }
+    )
+    st.plotly_chart(
+        px.bar(bins, x="words per text", y="texts", title=f"Words per text: {column}"),
+        use_container_width=True,
+    )
+    words = pd.DataFrame(list(stats["vocabulary"].items())[:30], columns=["word", "count"])
+    st.plotly_chart(
+        px.bar(
+            words, x="count", y="word", orientation="h", title=f"Most frequent words: {column}"
+        ).update_yaxes(autorange="reversed"),
+        use_container_width=True,
+    )
+if profile.get("class_counts"):
+    counts = pd.DataFrame(list(profile["class_counts"].items()), columns=["class", "rows"])
+    st.plotly_chart(
+        px.bar(counts, x="class", y="rows", title="Class counts"), use_container_width=True
+    )

@@ -1,0 +1,105 @@
+"""Start a training job and follow it; then its scores and plots."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from taxonomist.ui.common import call, dataset_label, signed_in
+
+client = signed_in()
+st.title("Train")
+ROLES = ["text", "categorical", "numeric", "id", "image", "ignore"]
+METRICS = ["auto", "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc"]
+
+job_id = st.session_state.get("job_id")
+if job_id is None:
+    datasets = call(client.list_datasets) or []
+    if not datasets:
+        st.info("Upload a dataset on the Data page first.")
+        st.stop()
+    chosen = st.selectbox("Dataset", datasets, index=len(datasets) - 1, format_func=dataset_label)
+    columns = list(chosen["roles"])
+    with st.form("train"):
+        default_target = chosen["target"] if chosen["target"] in columns else columns[-1]
+        target = st.selectbox("Target (the labels)", columns, index=columns.index(default_target))
+        roles_table = pd.DataFrame(
+            [{"column": c, "role": r} for c, r in chosen["roles"].items() if r != "target"]
+        )
+        edited = st.data_editor(
+            roles_table,
+            column_config={"role": st.column_config.SelectboxColumn("role", options=ROLES)},
+            disabled=["column"],
+            hide_index=True,
+            use_container_width=True,
+        )
+        name = st.text_input("Model name", value=f"model-{chosen['id']}")
+        metric = st.selectbox("Metric", METRICS)
+        budget = st.slider("Time budget, seconds", 10, 600, 60, step=10)
+        start = st.form_submit_button("Start training")
+    if start:
+        roles = {r["column"]: r["role"] for r in edited.to_dict("records") if r["column"] != target}
+        job = call(
+            client.start_job,
+            chosen["id"],
+            name,
+            target=target,
+            roles=roles,
+            metric=None if metric == "auto" else metric,
+            time_budget=float(budget),
+        )
+        if job:
+            st.session_state["job_id"] = job["id"]
+            st.rerun()
+    st.stop()
+
+job = call(client.get_job, job_id)
+if job is None:
+    st.session_state.pop("job_id", None)
+    st.stop()
+p = job.get("progress") or {}
+st.subheader(f"Job #{job['id']}: {job['config']['model_name']} — {job['state']}")
+budget = p.get("time_budget") or job["config"].get("time_budget") or 0
+elapsed = p.get("elapsed") or 0
+st.progress(
+    min(1.0, elapsed / budget) if budget else 0.0,
+    text=f"{p.get('trials_done', 0)} trials · best {p.get('best_score') or 0:.4f} "
+    f"({p.get('best_family') or '-'}) · {p.get('time_left') or 0:.0f} s left",
+)
+if job["state"] in ("queued", "running"):
+    if st.button("Cancel"):
+        call(client.cancel_job, job_id)
+    time.sleep(1.0)  # poll: the page reruns, it never blocks on the job
+    st.rerun()
+if st.button("Train another model"):
+    st.session_state.pop("job_id", None)
+    st.rerun()
+if job["state"] != "succeeded":
+    st.error(job.get("error") or job["state"])
+    st.stop()
+result = job["result"]
+st.success(f"Registered {result['model']} version {result['version']}.")
+metrics = result["metrics"]
+cols = st.columns(4)
+cols[0].metric(metrics["primary_metric"], f"{metrics['primary']:.4f}")
+cols[1].metric("accuracy", f"{metrics['accuracy']:.4f}")
+cols[2].metric("weighted F1", f"{metrics['f1_weighted']:.4f}")
+cols[3].metric("train seconds", f"{result['train_seconds']:.0f}")
+st.write("Ensemble:", ", ".join(f"{k} {v:.0%}" for k, v in result["ensemble"].items()))
+detail = call(client.get_model_version, result["model"], result["version"])
+if detail:
+    per_class = detail["metrics"]
+    st.subheader("Plots")
+    plot_cols = st.columns(2)
+    for i, plot in enumerate(
+        ["confusion_matrix", "per_class_f1", "optimization_history", "param_importances"]
+    ):
+        png = call(client.plot, result["model"], result["version"], plot)
+        if png:
+            plot_cols[i % 2].image(png, caption=plot.replace("_", " "))
+    params = {k: v for k, v in detail.get("params", {}).items()}
+    if params:
+        st.subheader("Parameters")
+        st.json(params, expanded=False)

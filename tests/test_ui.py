@@ -1,0 +1,97 @@
+"""Every page of the web UI, run by Streamlit's AppTest against a live API."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from taxonomist.client import Client
+from taxonomist.ui import APP
+from tests.conftest import serve_in_thread
+
+PASSWORD = "ui-admin-1"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, toy: pd.DataFrame) -> str:
+    """A live API with one dataset and one trained model ('toy')."""
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+
+    home = tmp_path_factory.mktemp("ui-home")
+    url, server, thread = serve_in_thread(create_app(Settings(home=home, admin_password=PASSWORD)))
+    os.environ["TAXONOMIST_API_URL"] = url
+    with Client.login(url, "admin", PASSWORD) as admin:
+        ds = admin.upload_dataset(toy, name="toy", target="label")["dataset"]["id"]
+        job = admin.start_job(ds, "toy", trials=2, families=["complement_nb", "logreg"])
+        assert admin.wait_job(job["id"], timeout=180, poll=0.3)["state"] == "succeeded"
+    yield url
+    os.environ.pop("TAXONOMIST_API_URL", None)
+    server.should_exit = True  # type: ignore[attr-defined]
+    thread.join(timeout=30)  # type: ignore[attr-defined]
+
+
+def signed_in_app(url: str, page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    client = Client.login(url, "admin", PASSWORD)
+    at.session_state["client"] = client
+    at.session_state["me"] = client.me()
+    at.run()
+    at.switch_page(str(APP.parent / "pages" / f"{page}.py"))
+    return at.run()
+
+
+def test_sign_in_shows_the_user_and_a_wrong_password_a_message(api: str) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert at.title[0].value == "Taxonomist"
+    at.text_input[0].input("admin")
+    at.text_input[1].input("wrong password")
+    at.button[0].click().run()
+    assert "Wrong username or password" in at.error[0].value
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["me"]["role"] == "admin"
+
+
+def test_data_page_shows_the_report_overview_and_charts(api: str) -> None:
+    at = signed_in_app(api, "data")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Data"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "240" and metrics["Columns"] == "4"
+    assert len(at.get("plotly_chart")) == 3  # words per text, frequent words, class counts
+
+
+def test_train_page_lists_the_datasets_and_its_form(api: str) -> None:
+    at = signed_in_app(api, "train")
+    assert not at.exception, at.exception
+    assert at.selectbox[0].label == "Dataset"
+    assert "label" in at.selectbox[1].options
+
+
+def test_models_page_shows_the_registry(api: str) -> None:
+    at = signed_in_app(api, "models")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["toy"] and bool(table["champion"].iloc[0])
+
+
+def test_predict_from_input_shows_the_label_and_why(api: str) -> None:
+    at = signed_in_app(api, "predict_input")
+    assert not at.exception, at.exception
+    at.text_area[0].input("bank loan money invest")
+    at.text_input[0].input("eu")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == "Prediction: finance"
+    assert at.get("plotly_chart")
+
+
+def test_admin_page_lists_users(api: str) -> None:
+    at = signed_in_app(api, "admin")
+    assert not at.exception, at.exception
+    assert "admin" in at.dataframe[0].value["username"].tolist()
