@@ -745,15 +745,20 @@ def ui(
     """Start the web UI (Streamlit) against a running API ('taxonomist serve')."""
     import subprocess
 
+    out.print(f"Taxonomist UI on http://{host}:{port} (API {api_url})")
+    command, env = _ui_command(api_url, host, port)
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+def _ui_command(api_url: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
     from taxonomist.ui import APP
 
-    out.print(f"Taxonomist UI on http://{host}:{port} (API {api_url})")
     command = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    raise typer.Exit(subprocess.call(command, env={**os.environ, "TAXONOMIST_API_URL": api_url}))
+    return command, {**os.environ, "TAXONOMIST_API_URL": api_url}
 
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
@@ -849,6 +854,7 @@ def demo(
 
 def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
     import socket
+    import subprocess
 
     import uvicorn
 
@@ -868,9 +874,16 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
     token = _demo_account(DEMO_NAME)
     load_model(DEMO_NAME)  # loaded before the first request
     url = f"http://{host}:{port}"
+    ui_port = port + 501  # 8501 beside 8000, Streamlit's usual port
+    command, env = _ui_command(url, host, ui_port)
+    ui_process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     body = json.dumps({"model": DEMO_NAME, "records": record})
     out.print(
-        f"\n[bold]The demo model is served at {url}[/]  (API docs: {url}/docs)\n"
+        f"\n[bold]The web UI is at http://{host}:{ui_port}[/]  (sign in as {DEMO_USER} / "
+        f"{DEMO_PASSWORD})\n"
+        f"[bold]The demo model is served at {url}[/]  (API docs: {url}/docs)\n"
         f"  user: {DEMO_USER}   password: {DEMO_PASSWORD}   API token: {token}\n"
         "  predict one record:\n"
         f"  curl -s -X POST {url}/api/v1/predict -H 'Authorization: Bearer {token}' "
@@ -878,7 +891,10 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
         "Stop with Ctrl-C.",
         soft_wrap=True,  # one line per command: copy and paste must work
     )
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="warning")
+    finally:
+        ui_process.terminate()
 
 
 def main() -> None:
