@@ -302,6 +302,7 @@ def test_a_training_job_reports_progress_logs_and_its_model(
     assert job["result"]["model"] == trained["model"] and job["result"]["version"] == 1
     assert set(job["result"]["ensemble"]) <= {"complement_nb", "logreg"}
     assert job["started_at"] and job["finished_at"] and job["error"] is None
+    assert "dataset_path" not in job["config"]  # no server paths in responses
     logs = api.get(f"/api/v1/jobs/{job['id']}/logs", headers=headers).json()
     assert any("families" in line for line in logs["lines"])
     models = api.get("/api/v1/models", headers=headers).json()

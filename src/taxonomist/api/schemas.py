@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["admin", "member"]
 
@@ -131,6 +131,12 @@ class JobCreate(Strict):
 
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("config")
+    @classmethod
+    def _public_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if k != "dataset_path"}  # a server path
+
     id: int
     owner_id: int
     dataset_id: int | None

@@ -271,7 +271,8 @@ class JobEngine:
                         .limit(free + len(self.futures))
                     )
                 )
-        settings = self.settings.model_dump(mode="json")
+        # What a worker needs to reach the stores; no secret travels with the task.
+        settings = self.settings.model_dump(mode="json", exclude={"admin_password"})
         for job_id in queued:
             if job_id in self.futures or len(self.futures) >= self.settings.max_concurrent_jobs:
                 continue
