@@ -746,19 +746,10 @@ def ui(
     import subprocess
 
     out.print(f"Taxonomist UI on http://{host}:{port} (API {api_url})")
-    command, env = _ui_command(api_url, host, port)
+    from taxonomist.ui import streamlit_command
+
+    command, env = streamlit_command(api_url, host, port)
     raise typer.Exit(subprocess.call(command, env=env))
-
-
-def _ui_command(api_url: str, host: str, port: int) -> tuple[list[str], dict[str, str]]:
-    from taxonomist.ui import APP
-
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    return command, {**os.environ, "TAXONOMIST_API_URL": api_url}
 
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
@@ -862,6 +853,7 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
     from taxonomist.config import get_settings
     from taxonomist.demo import DEMO_NAME
     from taxonomist.registry import load_model
+    from taxonomist.ui import streamlit_command
 
     with socket.socket() as probe:
         if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
@@ -875,7 +867,7 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
     load_model(DEMO_NAME)  # loaded before the first request
     url = f"http://{host}:{port}"
     ui_port = port + 501  # 8501 beside 8000, Streamlit's usual port
-    command, env = _ui_command(url, host, ui_port)
+    command, env = streamlit_command(url, host, ui_port)
     ui_process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Taxonomist", page_icon="🏷️", layout="wide")
+st.set_page_config(page_title="Taxonomist", page_icon=":material/label:", layout="wide")
 PAGES = Path(__file__).parent / "pages"
 
 
@@ -16,17 +16,17 @@ def page(name: str, title: str, icon: str) -> st.Page:
 
 me = st.session_state.get("me")
 if me is None:
-    pages = [page("signin", "Sign in", "🔑")]
+    pages = [page("signin", "Sign in", ":material/login:")]
 else:
     pages = [
-        page("data", "Data", "📄"),
-        page("train", "Train", "🏋️"),
-        page("models", "Models", "📦"),
-        page("predict_input", "Predict from input", "✍️"),
-        page("predict_file", "Predict from file", "📑"),
+        page("data", "Data", ":material/table:"),
+        page("train", "Train", ":material/model_training:"),
+        page("models", "Models", ":material/inventory_2:"),
+        page("predict_input", "Predict from input", ":material/edit_note:"),
+        page("predict_file", "Predict from file", ":material/upload_file:"),
     ]
     if me["role"] == "admin":
-        pages.append(page("admin", "Admin", "🛡️"))
+        pages.append(page("admin", "Admin", ":material/admin_panel_settings:"))
     with st.sidebar:
         st.markdown(f"**{me['username']}** · {me['role']}")
         if st.button("Sign out"):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import call, signed_in
+from taxonomist.ui.common import cached, call, signed_in
 
 client = signed_in()
 st.title("Models")
@@ -40,7 +40,7 @@ numbers = [v["version"] for v in versions]
 left, right = st.columns(2)
 a = left.selectbox("Version", numbers, key="version_a")
 b = right.selectbox("Compare with", numbers, index=min(1, len(numbers) - 1), key="version_b")
-details = [call(client.get_model_version, name, v) for v in (a, b)]
+details = [cached(("version", name, v), client.get_model_version, name, v) for v in (a, b)]
 for col, d in zip((left, right), details, strict=True):
     if d:
         col.metric(d["metric"] or "score", f"{d['primary'] or 0:.4f}")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import call, signed_in
+from taxonomist.ui.common import cached, call, signed_in
 
 client = signed_in()
 st.title("Predict from input")
@@ -18,7 +18,7 @@ name = st.selectbox("Model", [m["name"] for m in models])
 versions = next(m["versions"] for m in models if m["name"] == name)
 champion = next((v["version"] for v in versions if "champion" in v["aliases"]), None)
 version = champion or versions[0]["version"]
-detail = call(client.get_model_version, name, version)
+detail = cached(("version", name, version), client.get_model_version, name, version)
 if detail is None:
     st.stop()
 st.caption(f"Version {version} · predicts '{detail['target']}' · {len(detail['classes'])} classes")

@@ -1,0 +1,146 @@
+"""The whole workflow in a real browser: Debian's Chromium driven by Playwright against the
+API and the UI started here. Sign in -> upload -> train -> predict from input -> predict from
+file. A screenshot per page goes to test-output/; each page's render time is printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, serve_in_thread
+
+PASSWORD = "browser-admin-1"
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-output" / "browser"
+RENDER_SECONDS: dict[str, float] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        if os.environ.get("TAXONOMIST_REQUIRE_BROWSER"):
+            pytest.fail("TAXONOMIST_REQUIRE_BROWSER is set but Chromium is not installed")
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
+    from taxonomist.api import create_app
+    from taxonomist.config import Settings
+    from taxonomist.ui import streamlit_command
+
+    home = tmp_path_factory.mktemp("browser-home")
+    api_url, server, thread = serve_in_thread(
+        create_app(Settings(home=home, admin_password=PASSWORD))
+    )
+    port = _free_port()
+    command, env = streamlit_command(api_url, "127.0.0.1", port)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    server.should_exit = True  # type: ignore[attr-defined]
+    thread.join(timeout=30)  # type: ignore[attr-defined]
+    print("page render seconds:", RENDER_SECONDS)
+
+
+def _open(page, name: str, title: str) -> None:
+    """Click a page in the sidebar, wait for its title, record the time, take a screenshot."""
+    start = time.perf_counter()
+    page.get_by_role("link", name=name).click()
+    page.get_by_role("heading", name=title).wait_for(timeout=20_000)
+    # The page has rendered when Streamlit's "running" indicator is gone.
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=20_000)
+    RENDER_SECONDS[name] = round(time.perf_counter() - start, 2)
+    page.screenshot(path=str(SHOTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
+
+
+def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    data = tmp_path / "toy.csv"
+    toy.to_csv(data, index=False)
+    started = time.perf_counter()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(ui)
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
+        page.screenshot(path=str(SHOTS / "signed_in.png"))
+
+        page.get_by_text("Upload a table").click()
+        page.locator("input[type=file]").first.set_input_files(str(data))
+        page.get_by_label("Target column (optional: the labels to learn)").fill("label")
+        page.get_by_role("button", name="Upload and validate").click()
+        expect(page.get_by_text("Stored as dataset")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Class counts").first).to_be_visible(timeout=20_000)
+        page.screenshot(path=str(SHOTS / "data.png"), full_page=True)
+
+        _open(page, "Train", "Train")
+        slider = page.get_by_role("slider")
+        slider.focus()
+        slider.press("Home")  # the smallest budget: 10 s
+        page.get_by_role("button", name="Start training").click()
+        expect(page.get_by_text("Registered model-1 version 1")).to_be_visible(timeout=120_000)
+        page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+
+        _open(page, "Models", "Models")
+        expect(page.get_by_role("button", name="Make champion")).to_be_visible()
+        expect(page.get_by_text("Ensemble:").first).to_be_visible()
+
+        _open(page, "Predict from input", "Predict from input")
+        page.get_by_label("title").fill("bank loan money invest budget")
+        page.get_by_label("store").fill("eu")
+        page.get_by_role("button", name="Predict").click()
+        expect(page.get_by_role("heading", name="Prediction: finance")).to_be_visible(
+            timeout=20_000
+        )
+        page.screenshot(path=str(SHOTS / "predict_input.png"), full_page=True)
+
+        _open(page, "Predict from file", "Predict from file")
+        page.locator("input[type=file]").first.set_input_files(str(data))
+        page.get_by_role("button", name="Predict").click()
+        expect(page.get_by_text(f"{len(toy)} rows predicted with model-1")).to_be_visible(
+            timeout=30_000
+        )
+        expect(page.get_by_text("Download CSV")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "predict_file.png"), full_page=True)
+        browser.close()
+    total = time.perf_counter() - started
+    assert total < 180, f"the browser flow took {total:.0f} s"
+    assert max(RENDER_SECONDS.values()) < 10  # the ≤ 2 s target is reported, not asserted
