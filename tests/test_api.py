@@ -351,6 +351,28 @@ def test_predictions_single_batch_explained_and_from_a_file(
     assert f'taxonomist_predicted_probability_count{{model="{name}"}}' in metrics
 
 
+def test_working_data_is_compared_with_the_training_data(
+    api: TestClient, trained: dict[str, Any], toy: pd.DataFrame
+) -> None:
+    headers, name = trained["headers"], trained["model"]
+    work = toy.drop(columns="label").head(40).copy()
+    work["title"] = work["title"] + " blockchain"  # a word the model has never seen
+    r = api.post(
+        "/api/v1/predict/compare",
+        files={"file": ("work.csv", work.to_csv(index=False).encode())},
+        data={"model": name},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["n_rows"] == 40 and sum(body["class_counts"]["predicted"].values()) == 40
+    assert body["class_counts"]["training"] == toy["label"].value_counts().to_dict()
+    title = body["text"]["title"]
+    assert title["new_words"]["top"] == {"blockchain": 40} and title["new_words"]["count"] == 1
+    assert sum(title["words_histogram"]["working"]) == 40
+    assert sum(title["words_histogram"]["training"]) == len(toy)
+
+
 def test_prediction_input_errors_are_4xx(api: TestClient, trained: dict[str, Any]) -> None:
     headers, name = trained["headers"], trained["model"]
     post = lambda body: api.post("/api/v1/predict", json=body, headers=headers)  # noqa: E731

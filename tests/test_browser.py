@@ -140,6 +140,10 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         )
         expect(page.get_by_text("Download CSV")).to_be_visible()
         page.screenshot(path=str(SHOTS / "predict_file.png"), full_page=True)
+
+        _open(page, "Analysis", "Analysis")
+        expect(page.get_by_text("New words (unknown to the model)")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "analysis_page.png"), full_page=True)
         browser.close()
     total = time.perf_counter() - started
     assert total < 180, f"the browser flow took {total:.0f} s"

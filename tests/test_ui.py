@@ -95,3 +95,18 @@ def test_admin_page_lists_users(api: str) -> None:
     at = signed_in_app(api, "admin")
     assert not at.exception, at.exception
     assert "admin" in at.dataframe[0].value["username"].tolist()
+
+
+def test_analysis_page_compares_the_last_file_with_training(api: str, toy: pd.DataFrame) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    client = Client.login(api, "admin", PASSWORD)
+    at.session_state["client"] = client
+    at.session_state["me"] = client.me()
+    at.session_state["predictions_model"] = "toy"
+    at.session_state["working_file"] = ("work.csv", toy.head(30).to_csv(index=False).encode())
+    at.run()
+    at.switch_page(str(APP.parent / "pages" / "analysis.py")).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Analysis"
+    assert {m.label for m in at.metric} >= {"New words (unknown to the model)"}
+    assert len(at.get("plotly_chart")) == 2  # classes, words per text

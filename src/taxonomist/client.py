@@ -325,6 +325,21 @@ class Client:
         body = {"model": model, "records": records, "explain": explain, "top": top}
         return self._call("POST", "/api/v1/predict", json=body)
 
+    def compare_file(
+        self, model: str, data: str | Path | bytes, *, filename: str = "data.csv"
+    ) -> Json:
+        """A file's text lengths, predicted classes and vocabulary against the training data."""
+        form = {"model": model}
+        if isinstance(data, bytes):
+            return self._call(
+                "POST", "/api/v1/predict/compare", files={"file": (filename, data)}, data=form
+            )
+        path = Path(data)
+        with path.open("rb") as f:
+            return self._call(
+                "POST", "/api/v1/predict/compare", files={"file": (path.name, f)}, data=form
+            )
+
     def predict_file(
         self, model: str, data: str | Path | bytes, *, output: str = "csv", filename: str = ""
     ) -> bytes:

@@ -24,6 +24,7 @@ else:
         page("models", "Models", ":material/inventory_2:"),
         page("predict_input", "Predict from input", ":material/edit_note:"),
         page("predict_file", "Predict from file", ":material/upload_file:"),
+        page("analysis", "Analysis", ":material/query_stats:"),
     ]
     if me["role"] == "admin":
         pages.append(page("admin", "Admin", ":material/admin_panel_settings:"))

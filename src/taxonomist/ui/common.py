@@ -41,14 +41,16 @@ def dataset_label(d: dict[str, Any]) -> str:
     return f"#{d['id']} {d['name']} ({d['n_rows']:,} rows)"
 
 
-def cached(key: tuple[Any, ...], fn: Callable[..., Any], *args: Any, ttl: float = 30) -> Any:
+def cached(
+    key: tuple[Any, ...], fn: Callable[..., Any], *args: Any, ttl: float = 30, **kwargs: Any
+) -> Any:
     """``call(fn, *args)`` remembered in this browser session for ``ttl`` seconds (never
     shared between users): a page that shows one model version twice asks once."""
     store = st.session_state.setdefault("_cache", {})
     hit = store.get(key)
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
-    value = call(fn, *args)
+    value = call(fn, *args, **kwargs)
     if value is not None:
         store[key] = (value, time.monotonic() + ttl)
     return value

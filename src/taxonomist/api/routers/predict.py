@@ -107,3 +107,25 @@ def predict_file(
         )
     headers["Content-Disposition"] = f'attachment; filename="{stem}.predictions.csv"'
     return Response(out.to_csv(index=False), media_type="text/csv", headers=headers)
+
+
+@router.post(
+    "/compare",
+    summary="Working data against the model's training data (the Analysis page)",
+    description="Words per text and class counts side by side (training vs this file, whose "
+    "classes are predicted), words the model has never seen, and frequent training words "
+    "absent from the file.",
+)
+def compare_file(
+    user: UserDep,
+    svc: ServicesDep,
+    file: Annotated[UploadFile, File(description="CSV/TSV/Parquet/JSONL with the columns")],
+    model: Annotated[str, Form(min_length=1, max_length=200)],
+) -> dict[str, Any]:
+    from taxonomist.monitor import compare_to_training
+
+    name, version, m = _model(svc, user, model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _, _ = save_upload(file, Path(tmp), int(svc.settings.max_upload_mb * 1e6))
+        df = load_table(path)
+    return {"model": name, "version": version, **jsonable(compare_to_training(m, df))}

@@ -26,6 +26,8 @@ if file is not None and st.button("Predict"):
     if content:
         st.session_state["predictions"] = pd.read_parquet(io.BytesIO(content))
         st.session_state["predictions_model"] = name
+        # The working data of the Analysis page.
+        st.session_state["working_file"] = (file.name, file.getvalue())
 frame = st.session_state.get("predictions")
 if frame is None:
     st.stop()
