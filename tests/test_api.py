@@ -267,6 +267,18 @@ def test_dataset_roles_can_be_edited_then_downloaded_and_deleted(
         422,
         "column_not_found",
     )
+    r = api.patch(
+        f"/api/v1/datasets/{ds}", json={"descriptions": {"title": "app name"}}, headers=headers
+    )
+    assert r.status_code == 200 and r.json()["roles"]["store"] == "ignore"  # kept
+    detail = api.get(f"/api/v1/datasets/{ds}", headers=headers).json()
+    assert detail["descriptions"] == {"title": "app name"}
+    err = assert_error(
+        api.patch(f"/api/v1/datasets/{ds}", json={"descriptions": {"titel": "x"}}, headers=headers),
+        422,
+        "column_not_found",
+    )
+    assert "titel" in err["message"]
     r = api.get(f"/api/v1/datasets/{ds}/download", headers=headers)
     assert r.status_code == 200 and r.content.decode() == toy.to_csv(index=False)
     assert api.delete(f"/api/v1/datasets/{ds}", headers=headers).status_code == 204

@@ -33,7 +33,7 @@ def test_migrations_are_idempotent_and_match_the_tables(db: Database) -> None:
     from taxonomist.store import Base
 
     db.migrate()  # a second run changes nothing
-    assert db.revision() == "0001"
+    assert db.revision() == "0002"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -147,3 +147,33 @@ def test_a_job_is_claimed_once_and_deleting_its_dataset_keeps_it(db: Database) -
     with db.session() as s:
         kept = s.get_one(Job, job_id)
         assert kept.dataset_id is None and kept.state == "running"
+
+
+def test_upgrading_keeps_the_rows_already_stored(database_url: str) -> None:
+    from sqlalchemy import text
+
+    db = Database(database_url)
+    db.migrate("0001")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, disabled, created_at) "
+                "VALUES ('old', 'x', 'member', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO datasets (owner_id, name, filename, path, size_bytes, sha256, "
+                "n_rows, n_columns, roles, report, profile, created_at) VALUES (1, 'd', "
+                "'d.csv', '/d.csv', 1, 'x', 1, 1, '{}', '{}', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    db.migrate()
+    assert db.revision() == "0002"
+    with db.session() as s:
+        ds = s.get_one(Dataset, 1)
+        assert ds.name == "d" and ds.descriptions is None
+        ds.descriptions = {"text": "the product title"}
+    with db.session() as s:
+        assert s.get_one(Dataset, 1).descriptions == {"text": "the product title"}
+    db.dispose()

@@ -110,3 +110,15 @@ def test_analysis_page_compares_the_last_file_with_training(api: str, toy: pd.Da
     assert at.title[0].value == "Analysis"
     assert {m.label for m in at.metric} >= {"New words (unknown to the model)"}
     assert len(at.get("plotly_chart")) == 2  # classes, words per text
+
+
+def test_description_page_shows_roles_examples_and_saved_descriptions(api: str) -> None:
+    with Client.login(api, "admin", PASSWORD) as admin:
+        ds = admin.list_datasets()[0]["id"]
+        admin.update_dataset(ds, descriptions={"store": "where the app is sold"})
+    at = signed_in_app(api, "description")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value if at.dataframe else at.get("arrow_data_frame")[0].value
+    row = table.set_index("column").loc["store"]
+    assert row["role"] == "categorical" and row["description"] == "where the app is sold"
+    assert "words:" in table.set_index("column").loc["title", "examples"]

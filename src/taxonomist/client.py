@@ -206,12 +206,11 @@ class Client:
         target: str | None = None,
         roles: dict[str, str] | None = None,
         name: str | None = None,
+        descriptions: dict[str, str] | None = None,
     ) -> Json:
-        body = {
-            k: v
-            for k, v in {"target": target, "roles": roles, "name": name}.items()
-            if v is not None
-        }
+        """Change the target or roles (validates again), the name, or column descriptions."""
+        fields = {"target": target, "roles": roles, "name": name, "descriptions": descriptions}
+        body = {k: v for k, v in fields.items() if v is not None}
         return self._call("PATCH", f"/api/v1/datasets/{dataset_id}", json=body)
 
     def download_dataset(self, dataset_id: int, dest: str | Path) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -100,12 +100,16 @@ class DatasetUploaded(BaseModel):
 class DatasetDetail(DatasetOut):
     report: dict[str, Any]
     profile: dict[str, Any]
+    descriptions: dict[str, str] | None = None
 
 
 class DatasetUpdate(Strict):
     target: str | None = Field(default=None, max_length=200)
     roles: dict[str, ColumnRoleName] | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    descriptions: dict[str, Annotated[str, Field(max_length=2000)]] | None = Field(
+        default=None, description="What columns mean, by column name (shown to every user)."
+    )
 
 
 # -- jobs ----------------------------------------------------------------------------------

@@ -53,8 +53,8 @@ class Database:
         with self._sessions() as s, s.begin():
             yield s
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``, by default the newest (idempotent)."""
         from alembic import command
         from alembic.config import Config
 
@@ -62,7 +62,7 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:

@@ -101,6 +101,7 @@ class Dataset(Base):
     roles: Mapped[dict[str, Any]] = mapped_column(JSON)  # column -> role
     report: Mapped[dict[str, Any]] = mapped_column(JSON)  # validation report
     profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+    descriptions: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # column -> what it means
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -20,6 +20,7 @@ if me is None:
 else:
     pages = [
         page("data", "Data", ":material/table:"),
+        page("description", "Description", ":material/description:"),
         page("train", "Train", ":material/model_training:"),
         page("models", "Models", ":material/inventory_2:"),
         page("predict_input", "Predict from input", ":material/edit_note:"),

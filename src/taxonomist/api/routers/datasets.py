@@ -19,6 +19,7 @@ from taxonomist.api.services import Principal
 from taxonomist.api.uploads import CHUNK, jsonable, save_upload
 from taxonomist.data import infer_column_roles, load_table, profile_table, validate_training_table
 from taxonomist.errors import (
+    ColumnNotFoundError,
     ConflictError,
     InvalidParameterError,
     NotFoundError,
@@ -159,17 +160,31 @@ def update_dataset(
 ) -> DatasetUploaded:
     with svc.db.session() as s:
         ds = visible_dataset(s, user, dataset_id)
-        path, target, roles = Path(ds.path), ds.target, None
+        path, target, roles, report = Path(ds.path), ds.target, None, ds.report
+        inferred, columns = dict(ds.roles), list(ds.roles)
+    unknown = sorted(set(body.descriptions or {}) - set(columns))
+    if unknown:
+        raise ColumnNotFoundError(
+            f"Descriptions name columns the dataset does not have: {', '.join(unknown)}. "
+            f"Its columns: {', '.join(columns)}.",
+            details={"unknown": unknown, "columns": columns},
+        )
     if body.target is not None:
         target = body.target or None
     if body.roles is not None:
         roles = {c: r for c, r in body.roles.items() if r != "target"}
-    _, _, inferred, report, profile = _describe(path, target, roles)
+    profile = None
+    if body.target is not None or body.roles is not None:  # the table is validated again
+        _, _, inferred, report, profile = _describe(path, target, roles)
     with svc.db.session() as s:
         ds = visible_dataset(s, user, dataset_id)
-        ds.target, ds.roles, ds.report, ds.profile = target, inferred, report, profile
+        ds.target, ds.roles, ds.report = target, inferred, report
+        if profile is not None:
+            ds.profile = profile
         if body.name:
             ds.name = body.name
+        if body.descriptions is not None:
+            ds.descriptions = {**(ds.descriptions or {}), **body.descriptions}
         audit(s, user.id, "update_dataset", "dataset", str(ds.id), body.model_dump())
         out = DatasetOut.model_validate(ds)
     return DatasetUploaded(
