@@ -279,6 +279,22 @@ def test_dataset_roles_can_be_edited_then_downloaded_and_deleted(
         "column_not_found",
     )
     assert "titel" in err["message"]
+    r = api.get(
+        f"/api/v1/datasets/{ds}/map", params={"column": "title", "sample": 100}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    points = pd.DataFrame(r.json()["points"])
+    assert len(points) == 100 and set(points["label"]) == {"cooking", "finance", "sport"}
+    assert points[["x", "y"]].notna().all().all()
+    # Texts of one class share words, so a point's nearest neighbour mostly has its class.
+    xy = points[["x", "y"]].to_numpy()
+    d = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    d[range(len(d)), range(len(d))] = float("inf")
+    same = (points["label"].to_numpy()[d.argmin(1)] == points["label"].to_numpy()).mean()
+    assert same > 0.6
+    assert_error(
+        api.get(f"/api/v1/datasets/{ds}/map", params={"column": "price"}, headers=headers), 422
+    )
     r = api.get(f"/api/v1/datasets/{ds}/download", headers=headers)
     assert r.status_code == 200 and r.content.decode() == toy.to_csv(index=False)
     assert api.delete(f"/api/v1/datasets/{ds}", headers=headers).status_code == 204

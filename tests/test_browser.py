@@ -109,7 +109,15 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         page.get_by_role("button", name="Upload and validate").click()
         expect(page.get_by_text("Stored as dataset")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Class counts").first).to_be_visible(timeout=20_000)
+        expect(page.get_by_text("Word cloud: title")).to_be_visible()
+        page.get_by_role("button", name="Draw the map").click()
+        expect(page.get_by_text("Texts that share words lie close: title")).to_be_visible(
+            timeout=60_000
+        )
         page.screenshot(path=str(SHOTS / "data.png"), full_page=True)
+
+        _open(page, "Description", "Description")
+        expect(page.get_by_role("button", name="Save descriptions")).to_be_visible()
 
         _open(page, "Train", "Train")
         slider = page.get_by_role("slider")
@@ -144,6 +152,9 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         _open(page, "Analysis", "Analysis")
         expect(page.get_by_text("New words (unknown to the model)")).to_be_visible(timeout=30_000)
         page.screenshot(path=str(SHOTS / "analysis_page.png"), full_page=True)
+
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=20_000)
         browser.close()
     total = time.perf_counter() - started
     assert total < 180, f"the browser flow took {total:.0f} s"

@@ -63,7 +63,12 @@ def test_data_page_shows_the_report_overview_and_charts(api: str) -> None:
     assert at.title[0].value == "Data"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rows"] == "240" and metrics["Columns"] == "4"
-    assert len(at.get("plotly_chart")) == 3  # words per text, frequent words, class counts
+    # words per text, frequent words, stop words, class counts
+    assert len(at.get("plotly_chart")) == 4
+    assert at.get("image")[0].captions == ["Word cloud: title"]
+    next(b for b in at.button if b.label == "Draw the map").click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 5  # and the map
 
 
 def test_train_page_lists_the_datasets_and_its_form(api: str) -> None:

@@ -213,6 +213,16 @@ class Client:
         body = {k: v for k, v in fields.items() if v is not None}
         return self._call("PATCH", f"/api/v1/datasets/{dataset_id}", json=body)
 
+    def dataset_map(self, dataset_id: int, column: str, sample: int = 1000) -> Json:
+        """A 2-D t-SNE map of a text column's sample: ``{"points": [{"x", "y", "label",
+        "text"}]}``."""
+        return self._call(
+            "GET",
+            f"/api/v1/datasets/{dataset_id}/map",
+            params={"column": column, "sample": sample},
+            timeout=300,
+        )
+
     def download_dataset(self, dataset_id: int, dest: str | Path) -> Path:
         dest = Path(dest)
         with self._http.stream("GET", f"/api/v1/datasets/{dataset_id}/download") as r:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -190,6 +190,32 @@ def update_dataset(
     return DatasetUploaded(
         dataset=out, report=report, roles=inferred, warnings=report.get("warnings", [])
     )
+
+
+@router.get(
+    "/{dataset_id}/map",
+    summary="A 2-D map (t-SNE of TF-IDF) of a sample of a text column, coloured by the target",
+)
+def text_map(
+    dataset_id: int,
+    user: UserDep,
+    svc: ServicesDep,
+    column: Annotated[str, Query(min_length=1, max_length=200)],
+    sample: Annotated[int, Query(ge=10, le=3000)] = 1000,
+) -> dict[str, Any]:
+    from taxonomist.data.explore import text_map as compute
+
+    with svc.db.session() as s:
+        ds = visible_dataset(s, user, dataset_id)
+        path, roles, target = Path(ds.path), dict(ds.roles), ds.target
+    if roles.get(column) != "text":
+        texts = [c for c, r in roles.items() if r == "text"]
+        raise InvalidParameterError(
+            f"'{column}' is not a text column of dataset {dataset_id}; its text columns: "
+            f"{', '.join(texts) or 'none'}."
+        )
+    points = compute(load_table(path), column, target, sample=sample, seed=svc.settings.seed)
+    return {"column": column, "n": len(points), "points": jsonable(points.to_dict("records"))}
 
 
 @router.get(

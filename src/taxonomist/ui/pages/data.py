@@ -89,13 +89,54 @@ if text_columns:
         px.bar(bins, x="words per text", y="texts", title=f"Words per text: {column}"),
         use_container_width=True,
     )
-    words = pd.DataFrame(list(stats["vocabulary"].items())[:30], columns=["word", "count"])
-    st.plotly_chart(
-        px.bar(
-            words, x="count", y="word", orientation="h", title=f"Most frequent words: {column}"
-        ).update_yaxes(autorange="reversed"),
-        use_container_width=True,
-    )
+    vocabulary = stats["vocabulary"]
+    stop: set[str] = set()
+    if profile.get("language") == "en":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        stop = set(ENGLISH_STOP_WORDS)
+    else:
+        st.caption(f"No stop-word list for language '{profile.get('language')}': all words shown.")
+    others = {w: n for w, n in vocabulary.items() if w not in stop}
+    stops = {w: n for w, n in vocabulary.items() if w in stop}
+    left, right = st.columns(2)
+    for col, words, title in ((left, others, "Most frequent words"), (right, stops, "Stop words")):
+        if words:
+            frame = pd.DataFrame(list(words.items())[:25], columns=["word", "count"])
+            col.plotly_chart(
+                px.bar(
+                    frame, x="count", y="word", orientation="h", title=f"{title}: {column}"
+                ).update_yaxes(autorange="reversed"),
+                use_container_width=True,
+            )
+    if others:
+        from wordcloud import WordCloud
+
+        cloud = WordCloud(width=900, height=320, background_color="white", random_state=0)
+        st.image(
+            cloud.generate_from_frequencies(others).to_image(), caption=f"Word cloud: {column}"
+        )
+    st.markdown(f"**Map of the texts: {column}**")
+    sample = st.select_slider("Texts on the map", [200, 500, 1000, 2000], value=500)
+    if st.button("Draw the map"):
+        with st.spinner("Computing the map (t-SNE) on the server ..."):
+            drawn = call(client.dataset_map, chosen["id"], column, sample)
+        if drawn:
+            st.session_state["map"] = (chosen["id"], column, drawn)
+    stored = st.session_state.get("map")
+    if stored and stored[:2] == (chosen["id"], column):
+        points = pd.DataFrame(stored[2]["points"])
+        st.plotly_chart(
+            px.scatter(
+                points,
+                x="x",
+                y="y",
+                color="label" if "label" in points else None,
+                hover_data=["text"],
+                title=f"Texts that share words lie close: {column}",
+            ),
+            use_container_width=True,
+        )
 if profile.get("class_counts"):
     counts = pd.DataFrame(list(profile["class_counts"].items()), columns=["class", "rows"])
     st.plotly_chart(
