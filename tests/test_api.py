@@ -423,6 +423,9 @@ def test_models_can_be_inspected_loaded_aliased_and_unloaded(
     detail = api.get(f"/api/v1/models/{name}/versions/1", headers=headers).json()
     assert detail["classes"] == ["cooking", "finance", "sport"]
     assert detail["roles"]["title"] == "text" and detail["profile"]["n_rows"] == 240
+    per_class = detail["evaluation"]["per_class"]
+    assert set(per_class) == {"cooking", "finance", "sport"}
+    assert sum(c["support"] for c in per_class.values()) == 240
     png = api.get(detail["plots"]["confusion_matrix"], headers=headers)
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     r = api.post(f"/api/v1/models/{name}/load", headers=headers)

@@ -125,6 +125,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         slider.press("Home")  # the smallest budget: 10 s
         page.get_by_role("button", name="Start training").click()
         expect(page.get_by_text("Registered model-1 version 1")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Per class (cross-validated)")).to_be_visible(timeout=20_000)
         page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
 
         _open(page, "Models", "Models")

@@ -15,6 +15,7 @@ from taxonomist.api.deps import AdminDep, ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import AliasRequest, LoadedModel, ModelOut
 from taxonomist.api.services import Principal, Services
+from taxonomist.api.uploads import jsonable
 from taxonomist.errors import ModelNotFoundError, NotFoundError
 from taxonomist.store import ModelOwner
 from taxonomist.store.accounts import audit
@@ -88,7 +89,8 @@ def get_model(user: UserDep, svc: ServicesDep, name: str = NAME) -> dict[str, An
 
 @router.get(
     "/{name}/versions/{version}",
-    summary="One version: schema, classes, metrics, plots and the training data's profile",
+    summary="One version: schema, classes, metrics, the per-class report (evaluation), plots "
+    "and the training data's profile",
 )
 def get_version(
     user: UserDep, svc: ServicesDep, name: str = NAME, version: int = Path(ge=1)
@@ -96,11 +98,12 @@ def get_version(
     svc.models.check_access(user, name)
     out = registry.show_model(f"{name}/{version}", svc.settings)
     out["plots"] = {k: f"/api/v1/models/{name}/versions/{version}/plots/{k}" for k in PLOTS}
-    try:
-        profile = registry.run_artifact(out["run_id"], "report/profile.json", svc.settings)
-        out["profile"] = json.loads(profile.read_text())
-    except Exception:  # an old run without a profile: the rest is still useful
-        out["profile"] = None
+    for key, artifact in (("profile", "profile.json"), ("evaluation", "metrics.json")):
+        try:
+            path = registry.run_artifact(out["run_id"], f"report/{artifact}", svc.settings)
+            out[key] = jsonable(json.loads(path.read_text()))  # NaN scores become null
+        except Exception:  # an old run without it: the rest is still useful
+            out[key] = None
     return out
 
 

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import call, dataset_label, signed_in
+from taxonomist.ui.common import cached, call, dataset_label, signed_in
 
 client = signed_in()
 st.title("Train")
@@ -88,9 +88,18 @@ cols[1].metric("accuracy", f"{metrics['accuracy']:.4f}")
 cols[2].metric("weighted F1", f"{metrics['f1_weighted']:.4f}")
 cols[3].metric("train seconds", f"{result['train_seconds']:.0f}")
 st.write("Ensemble:", ", ".join(f"{k} {v:.0%}" for k, v in result["ensemble"].items()))
-detail = call(client.get_model_version, result["model"], result["version"])
+detail = cached(
+    ("version", result["model"], result["version"]),
+    client.get_model_version,
+    result["model"],
+    result["version"],
+)
 if detail:
-    per_class = detail["metrics"]
+    evaluation = detail.get("evaluation") or {}
+    if evaluation.get("per_class"):
+        st.subheader("Per class (cross-validated)")
+        report = pd.DataFrame(evaluation["per_class"]).T.rename_axis("class").reset_index()
+        st.dataframe(report.round(3), hide_index=True, use_container_width=True)
     st.subheader("Plots")
     plot_cols = st.columns(2)
     for i, plot in enumerate(
@@ -99,7 +108,6 @@ if detail:
         png = call(client.plot, result["model"], result["version"], plot)
         if png:
             plot_cols[i % 2].image(png, caption=plot.replace("_", " "))
-    params = {k: v for k, v in detail.get("params", {}).items()}
-    if params:
-        st.subheader("Parameters")
-        st.json(params, expanded=False)
+    if detail.get("params"):
+        st.subheader("Best hyper-parameters and training settings")
+        st.json(detail["params"], expanded=False)
