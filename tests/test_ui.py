@@ -100,6 +100,11 @@ def test_admin_page_lists_users(api: str) -> None:
     at = signed_in_app(api, "admin")
     assert not at.exception, at.exception
     assert "admin" in at.dataframe[0].value["username"].tolist()
+    name_box = next(t for t in at.text_input if t.label == "Token name")
+    name_box.input("notebook")
+    next(b for b in at.button if b.label == "Create token").click().run()
+    assert not at.exception, at.exception
+    assert at.code[0].value.startswith("tx_")
 
 
 def test_analysis_page_compares_the_last_file_with_training(api: str, toy: pd.DataFrame) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from taxonomist.errors import TaxonomistError
 from taxonomist.ui.common import call, signed_in
 
 client = signed_in()
@@ -34,3 +35,29 @@ if users:
         client.update_user, user["id"], disabled=not user["disabled"]
     ):
         st.rerun()
+
+st.subheader("Your API tokens")
+tokens = call(client.list_tokens) or []
+if tokens:
+    shown = pd.DataFrame(tokens)[
+        ["id", "name", "kind", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    ]
+    st.dataframe(shown, hide_index=True, use_container_width=True)
+with st.form("new_token"):
+    token_name = st.text_input("Token name", placeholder="notebook")
+    days = st.number_input("Expires after (days)", min_value=1, max_value=3650, value=90)
+    if st.form_submit_button("Create token") and token_name:
+        created = call(client.create_token, token_name, float(days))
+        if created:
+            st.success("Copy it now: it is shown once.")
+            st.code(created["token"])
+active = [t for t in tokens if not t["revoked_at"]]
+if active:
+    revoke = st.selectbox("Token", active, format_func=lambda t: f"{t['name']} ({t['prefix']}…)")
+    if st.button("Revoke"):
+        try:
+            client.revoke_token(revoke["id"])  # returns nothing: success is no error
+        except TaxonomistError as exc:
+            st.error(exc.message)
+        else:
+            st.rerun()
