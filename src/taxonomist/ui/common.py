@@ -54,3 +54,30 @@ def cached(
     if value is not None:
         store[key] = (value, time.monotonic() + ttl)
     return value
+
+
+def registered_models(client: Client) -> list[dict[str, Any]]:
+    """The models the user can see; stops the page with a hint when there is none."""
+    models = call(client.list_models) or []
+    if not models:
+        st.info("No model yet: train one on the Train page.")
+        st.stop()
+    return models
+
+
+def choose_dataset(client: Client, empty_hint: str) -> dict[str, Any]:
+    """A dataset picker that remembers the choice across pages (the newest by default)."""
+    datasets = call(client.list_datasets) or []
+    if not datasets:
+        st.info(empty_hint)
+        st.stop()
+    ids = [d["id"] for d in datasets]
+    current = st.session_state.get("dataset_id")
+    chosen: dict[str, Any] = st.selectbox(
+        "Dataset",
+        datasets,
+        index=ids.index(current) if current in ids else len(datasets) - 1,
+        format_func=dataset_label,
+    )
+    st.session_state["dataset_id"] = chosen["id"]
+    return chosen

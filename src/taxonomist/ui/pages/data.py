@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import call, dataset_label, signed_in
+from taxonomist.ui.common import call, choose_dataset, signed_in
 
 client = signed_in()
 st.title("Data")
@@ -27,20 +27,7 @@ with st.expander("Upload a table", expanded=False):
             st.success(f"Stored as dataset #{result['dataset']['id']}.")
             st.session_state["dataset_id"] = result["dataset"]["id"]
 
-datasets = call(client.list_datasets) or []
-if not datasets:
-    st.info("No dataset yet: upload one above.")
-    st.stop()
-ids = [d["id"] for d in datasets]
-chosen = st.selectbox(
-    "Dataset",
-    datasets,
-    index=ids.index(st.session_state["dataset_id"])
-    if st.session_state.get("dataset_id") in ids
-    else len(datasets) - 1,
-    format_func=dataset_label,
-)
-st.session_state["dataset_id"] = chosen["id"]
+chosen = choose_dataset(client, "No dataset yet: upload one above.")
 detail = call(client.get_dataset, chosen["id"])
 if detail is None:
     st.stop()

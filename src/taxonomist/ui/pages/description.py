@@ -5,22 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import call, dataset_label, signed_in
+from taxonomist.ui.common import call, choose_dataset, signed_in
 
 client = signed_in()
 st.title("Description")
-datasets = call(client.list_datasets) or []
-if not datasets:
-    st.info("No dataset yet: upload one on the Data page.")
-    st.stop()
-ids = [d["id"] for d in datasets]
-current = st.session_state.get("dataset_id")
-chosen = st.selectbox(
-    "Dataset",
-    datasets,
-    index=ids.index(current) if current in ids else len(datasets) - 1,
-    format_func=dataset_label,
-)
+chosen = choose_dataset(client, "No dataset yet: upload one on the Data page.")
 detail = call(client.get_dataset, chosen["id"])
 if detail is None:
     st.stop()

@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import cached, call, signed_in
+from taxonomist.ui.common import cached, call, registered_models, signed_in
 
 client = signed_in()
 st.title("Models")
-models = call(client.list_models) or []
-if not models:
-    st.info("No model yet: train one on the Train page.")
-    st.stop()
+models = registered_models(client)
 rows = [
     {
         "model": m["name"],

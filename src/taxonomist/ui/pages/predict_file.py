@@ -8,14 +8,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import call, signed_in
+from taxonomist.ui.common import call, registered_models, signed_in
 
 client = signed_in()
 st.title("Predict from file")
-models = call(client.list_models) or []
-if not models:
-    st.info("No model yet: train one on the Train page.")
-    st.stop()
+models = registered_models(client)
 name = st.selectbox("Model", [m["name"] for m in models])
 file = st.file_uploader("CSV, TSV, Parquet or JSON Lines with the model's columns")
 if file is not None and st.button("Predict"):

@@ -6,14 +6,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import cached, call, signed_in
+from taxonomist.ui.common import cached, call, registered_models, signed_in
 
 client = signed_in()
 st.title("Predict from input")
-models = call(client.list_models) or []
-if not models:
-    st.info("No model yet: train one on the Train page.")
-    st.stop()
+models = registered_models(client)
 name = st.selectbox("Model", [m["name"] for m in models])
 versions = next(m["versions"] for m in models if m["name"] == name)
 champion = next((v["version"] for v in versions if "champion" in v["aliases"]), None)

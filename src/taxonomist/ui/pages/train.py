@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import cached, call, dataset_label, signed_in
+from taxonomist.ui.common import cached, call, choose_dataset, signed_in
 
 client = signed_in()
 st.title("Train")
@@ -16,11 +16,7 @@ METRICS = ["auto", "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "
 
 job_id = st.session_state.get("job_id")
 if job_id is None:
-    datasets = call(client.list_datasets) or []
-    if not datasets:
-        st.info("Upload a dataset on the Data page first.")
-        st.stop()
-    chosen = st.selectbox("Dataset", datasets, index=len(datasets) - 1, format_func=dataset_label)
+    chosen = choose_dataset(client, "Upload a dataset on the Data page first.")
     columns = list(chosen["roles"])
     with st.form("train"):
         default_target = chosen["target"] if chosen["target"] in columns else columns[-1]
