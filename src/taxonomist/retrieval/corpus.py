@@ -1,0 +1,141 @@
+"""QA datasets: passages (contexts) and the questions each one answers.
+
+Reads SQuAD-style JSON (``data[].paragraphs[].context`` and ``.qas[]``) or a table (CSV, TSV,
+Parquet, JSON Lines) with a context, a question and optionally an answer column. Identical
+contexts become one passage; rows without a context or a question are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from taxonomist.data import load_table
+from taxonomist.data.schema import require_column
+from taxonomist.errors import EmptyDataError, FileFormatError
+
+
+@dataclass
+class QADataset:
+    """``passages``: passage_id, context. ``questions``: question_id, question, passage_id,
+    answer (may be empty). ``report``: what loading found and changed."""
+
+    passages: pd.DataFrame
+    questions: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _passage_id(context: str) -> str:
+    return hashlib.sha1(context.strip().encode()).hexdigest()[:16]
+
+
+def _from_squad(data: dict[str, Any], path: Path) -> pd.DataFrame:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise FileFormatError(
+            f'\'{path.name}\' is JSON but not SQuAD-style: expected {{"data": [{{"paragraphs": '
+            '[{"context": ..., "qas": [...]}]}]}}. For other shapes, give a table with '
+            "context and question columns.",
+            details={"path": str(path)},
+        )
+    rows = []
+    for article in data["data"]:
+        for paragraph in (article or {}).get("paragraphs", []) or []:
+            context = paragraph.get("context")
+            for qa in paragraph.get("qas", []) or [{}]:
+                answers = qa.get("answers") or []
+                rows.append(
+                    {
+                        "context": context,
+                        "question": qa.get("question"),
+                        "answer": answers[0].get("text") if answers else None,
+                        "question_id": qa.get("id"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["context", "question", "answer", "question_id"])
+
+
+def load_qa(
+    source: str | Path | pd.DataFrame,
+    *,
+    context: str = "context",
+    question: str = "question",
+    answer: str | None = "answer",
+) -> QADataset:
+    """Load and validate a QA dataset; column names are configurable for tables."""
+    if isinstance(source, pd.DataFrame):
+        table = source
+    else:
+        path = Path(source)
+        if path.suffix.lower() == ".json" and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8-sig"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise FileFormatError(
+                    f"'{path.name}' is not valid JSON ({exc}). Give SQuAD-style JSON or a table.",
+                    details={"path": str(path)},
+                ) from exc
+            table = _from_squad(data, path)
+            context, question, answer = "context", "question", "answer"
+        else:
+            table = load_table(path)
+    columns = [str(c) for c in table.columns]
+    require_column(context, columns, what="context")
+    require_column(question, columns, what="question")
+    if answer is not None and answer not in columns:
+        answer = None
+    n_rows = len(table)
+    ctx = table[context].astype("object").where(table[context].notna(), None)
+    ctx = ctx.map(lambda v: v.strip() if isinstance(v, str) else v)
+    qs = table[question].astype("object").where(table[question].notna(), None)
+    qs = qs.map(lambda v: v.strip() if isinstance(v, str) else v)
+    no_context = ctx.isna() | (ctx == "")
+    no_question = qs.isna() | (qs == "")
+    if bool(no_context.all()):
+        raise EmptyDataError(
+            f"Every row's '{context}' is empty: there are no passages to search. Fill in the "
+            "contexts, or choose the column that holds them."
+        )
+    contexts = ctx[~no_context].astype(str)
+    passages = (
+        pd.DataFrame({"context": contexts.unique()})
+        .assign(passage_id=lambda d: d["context"].map(_passage_id))
+        .loc[:, ["passage_id", "context"]]
+    )
+    keep = ~no_context & ~no_question
+    questions = pd.DataFrame(
+        {
+            "question": qs[keep].astype(str).to_numpy(),
+            "passage_id": ctx[keep].astype(str).map(_passage_id).to_numpy(),
+            "answer": table.loc[keep, answer].to_numpy() if answer else None,
+        }
+    )
+    ids = table.loc[keep, "question_id"] if "question_id" in table else None
+    questions.insert(
+        0,
+        "question_id",
+        ids.astype(str).to_numpy() if ids is not None else [f"q{i}" for i in range(len(questions))],
+    )
+    duplicates = int(questions.duplicated(["question", "passage_id"]).sum())
+    warnings = []
+    if int((no_context & ~no_question).sum()):
+        warnings.append(
+            f"{int((no_context & ~no_question).sum())} questions have no passage and are left out."
+        )
+    if duplicates:
+        warnings.append(f"{duplicates} questions are asked twice of the same passage.")
+    report = {
+        "rows": n_rows,
+        "passages": len(passages),
+        "questions": len(questions),
+        "rows_without_context": int(no_context.sum()),
+        "rows_without_question": int(no_question.sum()),
+        "duplicate_questions": duplicates,
+        "unanswered": int(questions["answer"].isna().sum()) if answer else None,
+        "warnings": warnings,
+    }
+    return QADataset(passages.reset_index(drop=True), questions, report)
