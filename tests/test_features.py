@@ -155,7 +155,8 @@ def test_missing_torch_extra_names_the_extra(monkeypatch) -> None:
 
 
 def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
-    from taxonomist.features.categorical import ColumnView, one_hot
+    from taxonomist.features.categorical import one_hot
+    from taxonomist.features.columns import ColumnView
 
     rng = np.random.default_rng(4)
     values = np.array(["a", "b", "c", "d", "rare1", "rare2", None], dtype=object)
@@ -178,7 +179,7 @@ def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
 
 
 def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) -> None:
-    from taxonomist.features.categorical import ColumnView
+    from taxonomist.features.columns import ColumnView
     from taxonomist.models.train import train
 
     model = train(toy, "label", trials=2, families=["linear_svm", "logreg"], register=False).model
@@ -195,7 +196,7 @@ def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) ->
 
 
 def test_fast_path_with_integer_codes_and_no_text() -> None:
-    from taxonomist.features.categorical import ColumnView
+    from taxonomist.features.columns import ColumnView
     from taxonomist.models.train import train
 
     rng = np.random.default_rng(5)

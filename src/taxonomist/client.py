@@ -13,7 +13,6 @@ with the server's message and details.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -104,6 +103,17 @@ class Client:
             raise error_from_response(response)
         return response
 
+    def _post_file(
+        self, path: str, data: str | Path | bytes, filename: str | None, form: dict[str, str]
+    ) -> httpx.Response:
+        """A multipart POST of a file given as a path (streamed) or as bytes (``filename``)."""
+        if isinstance(data, bytes):
+            files = {"file": (filename or "data.csv", data)}
+            return self._request("POST", path, files=files, data=form)
+        source = Path(data)
+        with source.open("rb") as f:
+            return self._request("POST", path, files={"file": (source.name, f)}, data=form)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
@@ -177,21 +187,9 @@ class Client:
         form = {k: v for k, v in {"name": name, "target": target}.items() if v}
         if roles:
             form["roles"] = json.dumps(roles)
-        if isinstance(data, bytes):
-            return self._call(
-                "POST",
-                "/api/v1/datasets",
-                files={"file": (filename or "data.csv", data)},
-                data=form,
-            )
-        if isinstance(data, (str, Path)):
-            path = Path(data)
-            with path.open("rb") as f:
-                return self._call(
-                    "POST", "/api/v1/datasets", files={"file": (path.name, f)}, data=form
-                )
-        buf = io.BytesIO(data.to_csv(index=False).encode())
-        return self._call("POST", "/api/v1/datasets", files={"file": ("data.csv", buf)}, data=form)
+        if not isinstance(data, (bytes, str, Path)):  # a DataFrame
+            data, filename = data.to_csv(index=False).encode(), "data.csv"
+        return self._post_file("/api/v1/datasets", data, filename, form).json()
 
     def list_datasets(self) -> list[Json]:
         return self._call("GET", "/api/v1/datasets")
@@ -338,16 +336,7 @@ class Client:
         self, model: str, data: str | Path | bytes, *, filename: str = "data.csv"
     ) -> Json:
         """A file's text lengths, predicted classes and vocabulary against the training data."""
-        form = {"model": model}
-        if isinstance(data, bytes):
-            return self._call(
-                "POST", "/api/v1/predict/compare", files={"file": (filename, data)}, data=form
-            )
-        path = Path(data)
-        with path.open("rb") as f:
-            return self._call(
-                "POST", "/api/v1/predict/compare", files={"file": (path.name, f)}, data=form
-            )
+        return self._post_file("/api/v1/predict/compare", data, filename, {"model": model}).json()
 
     def predict_file(
         self, model: str, data: str | Path | bytes, *, output: str = "csv", filename: str = ""
@@ -355,11 +344,4 @@ class Client:
         """The rows of a file (a path, or its bytes with ``filename``) with ``prediction`` and
         ``proba_<class>`` columns, as CSV or Parquet bytes."""
         form = {"model": model, "output": output}
-        if isinstance(data, bytes):
-            files = {"file": (filename or "data.csv", data)}
-            return self._request("POST", "/api/v1/predict/file", files=files, data=form).content
-        path = Path(data)
-        with path.open("rb") as f:
-            return self._request(
-                "POST", "/api/v1/predict/file", files={"file": (path.name, f)}, data=form
-            ).content
+        return self._post_file("/api/v1/predict/file", data, filename, form).content

@@ -44,7 +44,6 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         engine=engine,
         models=ModelCache(settings, db),
         metrics=metrics,
-        one_time_password=generated,
     )
 
 

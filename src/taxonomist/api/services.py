@@ -120,7 +120,5 @@ class Services:
     db: Database
     engine: JobEngine
     models: ModelCache
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics
     tokens: TokenCache = field(default_factory=TokenCache)
-    started: float = field(default_factory=time.time)
-    one_time_password: str | None = None

@@ -95,6 +95,10 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
                 if s.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
                     raise JobCancelled
 
+        def end(state: JobState, **written: Any) -> None:
+            with db.session() as s:
+                _finish(s, s.get(Job, job_id), state, log=log, **written)
+
         try:
             result = train(
                 dataset_path,
@@ -109,23 +113,17 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
                 settings=settings,
             )
         except JobCancelled:
-            with db.session() as s:
-                _finish(s, s.get(Job, job_id), JobState.CANCELLED, log=log, error="Cancelled.")
+            end(JobState.CANCELLED, error="Cancelled.")
             return {"cancelled": True}
         except TaxonomistError as exc:
-            with db.session() as s:
-                _finish(s, s.get(Job, job_id), JobState.FAILED, log=log, error=exc.message)
+            end(JobState.FAILED, error=exc.message)
             return {"failed": exc.message}
         except Exception as exc:  # the job fails; the worker and the service go on
             logger.exception("job %s failed", job_id)
-            with db.session() as s:
-                _finish(
-                    s,
-                    s.get(Job, job_id),
-                    JobState.FAILED,
-                    log=log,
-                    error=f"Training failed unexpectedly: {exc.__class__.__name__}: {exc}",
-                )
+            end(
+                JobState.FAILED,
+                error=f"Training failed unexpectedly: {exc.__class__.__name__}: {exc}",
+            )
             return {"failed": str(exc)}
         finally:
             root.removeHandler(log)

@@ -24,12 +24,12 @@ from taxonomist.data.schema import Schema
 from taxonomist.features.categorical import (
     CategoryCodes,
     CategoryStrings,
-    ColumnView,
     CountEncoder,
     integer_code_columns,
     one_hot,
     target_encoder,
 )
+from taxonomist.features.columns import ColumnView
 from taxonomist.features.numeric import raw_numeric, scaled_numeric
 from taxonomist.features.stacking import OutOfFoldDecision
 from taxonomist.features.text import HashedTfidfVectorizer

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
-from taxonomist.features.categorical import ColumnView
+from taxonomist.features.columns import ColumnView
 
 
 def _as_float(X: Any) -> np.ndarray:

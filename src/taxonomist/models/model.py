@@ -12,7 +12,7 @@ import pandas as pd
 from taxonomist.data.schema import ColumnRole, Schema, suggest_column
 from taxonomist.errors import SchemaMismatchError
 from taxonomist.features.build import FeatureBlocks
-from taxonomist.features.categorical import ColumnView
+from taxonomist.features.columns import ColumnView
 from taxonomist.models.calibration import apply_temperature, floor_probabilities
 from taxonomist.models.candidates import FAMILIES
 from taxonomist.models.search import family_matrix, proba_full

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
@@ -24,6 +25,13 @@ from taxonomist.registry import parse_ref
 router = APIRouter(prefix="/predict", tags=["predict"], responses=ERROR_RESPONSES)
 MAX_RECORDS = 100_000
 MAX_EXPLAIN = 100
+
+
+def _uploaded_table(svc: Services, file: UploadFile) -> pd.DataFrame:
+    """The uploaded file as a table (streamed to a temporary file, which is then removed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _, _ = save_upload(file, Path(tmp), int(svc.settings.max_upload_mb * 1e6))
+        return load_table(path)
 
 
 def _model(svc: Services, user: Principal, ref: str) -> tuple[str, int, Any]:
@@ -89,11 +97,7 @@ def predict_file(
     output: Annotated[str, Form(pattern="^(csv|parquet)$")] = "csv",
 ) -> Response:
     name, version, m = _model(svc, user, model)
-    with tempfile.TemporaryDirectory() as tmp:
-        limit = int(svc.settings.max_upload_mb * 1e6)
-        path, _, _ = save_upload(file, Path(tmp), limit)
-        df = load_table(path)
-    out = m.predict_frame(df)
+    out = m.predict_frame(_uploaded_table(svc, file))
     top = out[[c for c in out.columns if c.startswith("proba_")]].to_numpy().max(axis=1)
     svc.metrics.observe_predictions(name, [str(x) for x in out["prediction"]], top)
     stem = Path(file.filename or "data").stem
@@ -125,7 +129,5 @@ def compare_file(
     from taxonomist.monitor import compare_to_training
 
     name, version, m = _model(svc, user, model)
-    with tempfile.TemporaryDirectory() as tmp:
-        path, _, _ = save_upload(file, Path(tmp), int(svc.settings.max_upload_mb * 1e6))
-        df = load_table(path)
-    return {"model": name, "version": version, **jsonable(compare_to_training(m, df))}
+    report = compare_to_training(m, _uploaded_table(svc, file))
+    return {"model": name, "version": version, **jsonable(report)}
