@@ -1,12 +1,22 @@
-"""QA corpora and the BM25 baseline on the shared SQuAD sample."""
+"""QA corpora, preprocessing and retrieval quality on the shared SQuAD sample."""
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 import pytest
 
-from taxonomist.errors import ColumnNotFoundError, EmptyDataError, FileFormatError
-from taxonomist.retrieval import BM25Index, evaluate, load_qa
+from taxonomist.errors import ColumnNotFoundError, ConflictError, EmptyDataError, FileFormatError
+from taxonomist.retrieval import (
+    EdgeStore,
+    Preprocessing,
+    RetrievalParams,
+    build_model,
+    evaluate,
+    load_qa,
+)
+from taxonomist.retrieval.text import Tokenizer, split_sentences
 from tests.conftest import shared
 
 
@@ -18,14 +28,26 @@ def test_squad_json_loads_into_passages_and_questions() -> None:
     assert ds.report["unanswered"] > 0  # SQuAD 2.0 has unanswerable questions
 
 
-def test_bm25_finds_the_passage_on_squad() -> None:
+def test_bm25_matches_the_published_baseline_and_indexes_fast(tmp_path) -> None:
+    import time
+
     ds = load_qa(shared("squad/squad_v2_part1.json"))
-    scores = evaluate(BM25Index().fit(ds.passages), ds)
-    # Published BM25 on SQuAD v1.1 dev passages: top-1 0.776.
+    store = EdgeStore(tmp_path)
+    start = time.perf_counter()
+    plain = build_model(
+        "plain", ds, store, RetrievalParams(method="bm25", stem=False, sentences=False)
+    )
+    rate = len(ds.passages) / (time.perf_counter() - start)
+    scores = evaluate(plain, ds, latency_sample=50)
+    # Published BM25 on SQuAD v1.1 dev passages: top-1 0.776; bm25s gives 0.7805 here.
     assert scores["n"] == 6078
-    assert scores["top1"] > 0.75 and scores["top5"] > 0.9
+    assert 0.77 < scores["top1"] < 0.79 and scores["top5"] > 0.91
     assert scores["top1"] <= scores["mrr10"] <= scores["top5"]
-    assert scores["p99_ms"] < 20
+    assert rate > 500  # the benchmark's figure is ~2,500/s; tests run beside other work
+    stemmed = evaluate(
+        build_model("stems", ds, store, RetrievalParams(method="bm25")), ds, latency_sample=0
+    )
+    assert stemmed["top1"] > scores["top1"] + 0.02  # stems + best sentence help
 
 
 def test_tables_with_other_column_names(tmp_path) -> None:
@@ -42,8 +64,11 @@ def test_tables_with_other_column_names(tmp_path) -> None:
     assert len(ds.passages) == 2 and len(ds.questions) == 2
     assert ds.report["rows_without_context"] == 2
     assert "2 questions have no passage" in ds.report["warnings"][0]
-    ids, _ = BM25Index().fit(ds.passages).search(["capital of France"], k=1)
-    assert ids[0, 0] == ds.questions.loc[0, "passage_id"]
+    model = build_model("t", ds, EdgeStore(tmp_path / "s"), RetrievalParams(method="bm25"))
+    hits = model.search("capital of France", k=1)
+    assert hits[0]["passage_id"] == ds.questions.loc[0, "passage_id"]
+    assert hits[0]["context"] == "Paris is the capital of France."
+    assert model.search("zzz qqq", k=3) == []  # no shared term: nothing, not an error
 
 
 def test_bad_qa_inputs_say_what_to_fix(tmp_path) -> None:
@@ -61,3 +86,70 @@ def test_bad_qa_inputs_say_what_to_fix(tmp_path) -> None:
     other.write_text('{"data": [')
     with pytest.raises(FileFormatError, match="not valid JSON"):
         load_qa(other)
+
+
+def test_preprocessing_is_stored_and_applied_to_questions(tmp_path) -> None:
+    squad = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "THE EIFFEL TOWER stands in Paris. It opened in 1889!",
+                        "qas": [
+                            {"id": "1", "question": "When did the tower open?"},
+                            {"id": "2", "question": "When did the tower open?"},
+                        ],
+                    },
+                    {
+                        "context": "Rivers: the Nile, the Amazon.",
+                        "qas": [{"id": "3", "question": "...???"}],
+                    },
+                ]
+            }
+        ]
+    }
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps(squad))
+    ds = load_qa(path)
+    prep = Preprocessing(lowercase=True, strip_punctuation=True, remove_stopwords=True)
+    store = EdgeStore(tmp_path / "s")
+    model = build_model("p", ds, store, RetrievalParams(method="bm25", preprocessing=prep))
+    assert model.meta["removed"] == {
+        "empty_passages": 0,
+        "empty_questions": 1,
+        "duplicate_questions": 1,
+    }
+    assert model.meta["params"]["preprocessing"]["remove_stopwords"] is True
+    hits = model.search("EIFFEL, TOWER?!", k=1)
+    assert "EIFFEL" in hits[0]["context"]  # the stored passage is the original text
+    with pytest.raises(ConflictError, match="exists"):
+        build_model("p", ds, store, RetrievalParams(method="bm25"))
+
+
+def test_text_helpers() -> None:
+    text = "The tower opened in 1889. It was built by Eiffel's company. Why? Paris hosted a fair."
+    assert split_sentences(text) == [
+        "The tower opened in 1889.",
+        "It was built by Eiffel's company. Why?",  # a short fragment joins the one before
+        "Paris hosted a fair.",
+    ]
+    assert Tokenizer("en").tokens("The runners are running") == ["runner", "run"]
+    assert Tokenizer("fr").tokens("Les chanteuses chantaient") == ["chanteux", "chant"]
+    assert Tokenizer("ru", stem=False).tokens("и кошки спят") == ["кошки", "спят"]
+
+
+@pytest.mark.slow
+def test_hybrid_beats_both_baselines_on_held_out_questions(tmp_path) -> None:
+    """The fusion weights were tuned on part 1; part 2 is the held-out check (issue 5's
+    target: top-1 >= 0.85, top-5 >= 0.95)."""
+    pytest.importorskip("sentence_transformers")
+    ds = load_qa(shared("squad/squad_v2_part2.json"))
+    store = EdgeStore(tmp_path)
+    hybrid = evaluate(build_model("h", ds, store), ds, latency_sample=0)
+    assert hybrid["top1"] >= 0.85 and hybrid["top5"] >= 0.95
+    bm25 = evaluate(
+        build_model("b", ds, store, RetrievalParams(method="bm25", stem=False, sentences=False)),
+        ds,
+        latency_sample=0,
+    )
+    assert hybrid["top1"] > bm25["top1"] + 0.04

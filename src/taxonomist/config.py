@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         "password printed once.",
     )
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a login token.")
+    qdrant_url: str | None = Field(
+        default=None,
+        description="URL of a Qdrant server for retrieval models, e.g. http://qdrant:6333; "
+        "default: Qdrant Edge, in-process, under home/retrieval.",
+    )
 
     @property
     def database(self) -> str:

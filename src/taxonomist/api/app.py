@@ -11,10 +11,20 @@ from fastapi import APIRouter, FastAPI
 import taxonomist
 from taxonomist.api.errors import install_error_handlers
 from taxonomist.api.metrics import Metrics, MetricsMiddleware
-from taxonomist.api.routers import auth, datasets, jobs, models, predict, system, users
+from taxonomist.api.routers import (
+    auth,
+    datasets,
+    jobs,
+    models,
+    predict,
+    retrieval,
+    system,
+    users,
+)
 from taxonomist.api.services import ModelCache, Services
 from taxonomist.config import Settings, get_settings
 from taxonomist.engine import JobEngine
+from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database
 from taxonomist.store.accounts import ensure_admin
 
@@ -44,6 +54,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         engine=engine,
         models=ModelCache(settings, db),
         metrics=metrics,
+        retrieval=RetrievalService(settings, db),
     )
 
 
@@ -59,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             svc.engine.close()
+            svc.retrieval.close()
             svc.db.dispose()
 
     app = FastAPI(
@@ -71,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for r in (auth, users, datasets, jobs, models, predict):
+    for r in (auth, users, datasets, jobs, models, predict, retrieval):
         api.include_router(r.router)
     app.include_router(api)
     app.include_router(system.router)

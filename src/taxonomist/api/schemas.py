@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from taxonomist.retrieval.model import RetrievalParams
+
 Role = Literal["admin", "member"]
 
 
@@ -87,6 +89,7 @@ class DatasetOut(BaseModel):
     n_columns: int
     target: str | None
     roles: dict[str, str]
+    kind: str = "table"
     created_at: datetime
 
 
@@ -144,6 +147,7 @@ class JobOut(BaseModel):
     id: int
     owner_id: int
     dataset_id: int | None
+    kind: str = "train"
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     config: dict[str, Any]
     progress: dict[str, Any]
@@ -222,3 +226,87 @@ class Ready(BaseModel):
     status: Literal["ready", "not ready"]
     database: str
     engine: str
+
+
+# -- retrieval ---------------------------------------------------------------------------------
+class QAUploaded(BaseModel):
+    dataset: DatasetOut
+    report: dict[str, Any]
+    warnings: list[str]
+
+
+class RetrievalBuild(Strict):
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["squad"]
+    )
+    dataset_id: int = Field(ge=1)
+    params: RetrievalParams = Field(default_factory=lambda: RetrievalParams())
+    replace: bool = Field(default=False, description="Build again over a model of the same name.")
+
+
+class RetrievalModelOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    params: dict[str, Any]
+    language: str
+    encoder: str | None
+    signals: list[str]
+    weights: dict[str, float]
+    n_passages: int
+    n_sentences: int | None = None
+    n_questions: int | None = None
+    backend: str
+    built_at: str
+    build_seconds: float | None = None
+    owner: str | None = None
+    dataset: str | None = None
+    loaded: bool
+
+
+class RetrievalAsk(Strict):
+    question: str = Field(min_length=1, max_length=2000, examples=["Who wrote Hamlet?"])
+    k: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the question is empty")
+        return v
+
+
+class RetrievalHit(BaseModel):
+    rank: int
+    passage_id: str
+    score: float
+    context: str
+
+
+class RetrievalAnswer(BaseModel):
+    model: str
+    question: str
+    ms: float
+    passages: list[RetrievalHit]
+
+
+class RetrievalDatasetRef(Strict):
+    dataset_id: int = Field(ge=1)
+    n: int = Field(default=100, ge=1, le=10_000, description="Random questions asked (benchmark).")
+    k: int = Field(default=5, ge=1, le=100)
+
+
+class RetrievalMap(Strict):
+    sample: int = Field(default=1000, ge=10, le=3000, description="Texts placed on the map.")
+
+
+class RetrievalBenchmark(BaseModel):
+    model: str
+    dataset_id: int
+    n: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    ms: list[float]
+    histogram: dict[str, list[float]] | None = None

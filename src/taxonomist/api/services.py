@@ -13,6 +13,7 @@ from taxonomist.api.metrics import Metrics
 from taxonomist.config import Settings
 from taxonomist.engine import JobEngine
 from taxonomist.errors import ModelNotFoundError
+from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database, ModelOwner
 
 RESOLVE_TTL = 5.0  # seconds a resolved model reference (and its owner) is reused
@@ -121,4 +122,5 @@ class Services:
     engine: JobEngine
     models: ModelCache
     metrics: Metrics
+    retrieval: RetrievalService
     tokens: TokenCache = field(default_factory=TokenCache)

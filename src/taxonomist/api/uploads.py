@@ -32,6 +32,17 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def refuse_declared_oversize(request: Any, limit: int) -> None:
+    """A 413 before reading a body whose declared length is over the limit."""
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit + CHUNK:
+        raise PayloadTooLargeError(
+            f"The upload ({declared / 1e6:.0f} MB) is larger than the limit of "
+            f"{limit / 1e6:.0f} MB. Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
+            details={"limit_bytes": limit},
+        )
+
+
 def save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int, str]:
     """Copy the upload to ``folder`` in 1 MB chunks (never whole in memory)."""
     name = upload.filename or "upload.csv"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,10 +170,14 @@ class JobEngine:
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Fail the jobs a previous service left running, then connect in the background
-        (a LocalCluster takes ~2 s to start; the API answers meanwhile, ``ready`` says 503)."""
+        """Fail the jobs a previous service left running (and the retrieval jobs it left
+        queued: they ran in its process), then connect in the background (a LocalCluster
+        takes ~2 s to start; the API answers meanwhile, ``ready`` says 503)."""
         with self.db.session() as s:
-            for job in s.scalars(select(Job).where(Job.state == JobState.RUNNING.value)):
+            left = (Job.state == JobState.RUNNING.value) | (
+                (Job.kind != "train") & (Job.state == JobState.QUEUED.value)
+            )
+            for job in s.scalars(select(Job).where(left)):
                 _finish(
                     s,
                     job,
@@ -253,7 +258,9 @@ class JobEngine:
                 self._end_unfinished(job_id, JobState.FAILED, _failure_reason(fut))
         with self.db.session() as s:
             cancelled = s.scalars(
-                select(Job).where(Job.state == JobState.QUEUED.value, Job.cancel_requested)
+                select(Job).where(
+                    Job.kind == "train", Job.state == JobState.QUEUED.value, Job.cancel_requested
+                )
             ).all()
             for job in cancelled:
                 if job.id not in self.futures:
@@ -264,7 +271,11 @@ class JobEngine:
                 queued = list(
                     s.scalars(
                         select(Job.id)
-                        .where(Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+                        .where(
+                            Job.kind == "train",
+                            Job.state == JobState.QUEUED.value,
+                            ~Job.cancel_requested,
+                        )
                         .order_by(Job.id)
                         .limit(free + len(self.futures))
                     )
@@ -305,3 +316,50 @@ def _failure_reason(fut: Any) -> str:
             "budget or dataset, or give the workers more memory."
         )
     return f"The job's task failed: {name}: {exc}"
+
+
+Work = Callable[[Callable[[str, int, int], None]], dict[str, Any]]
+
+
+def run_here(db: Database, job_id: int, work: Work) -> None:
+    """Run a job in this process (the retrieval jobs: the service holds their Qdrant Edge
+    shards). ``work(progress)`` returns the result; ``progress(phase, done, total)`` writes the
+    row at most every ``PROGRESS_EVERY`` seconds and raises :class:`JobCancelled` once the job's
+    cancel flag is set. Ends the row as the training jobs' task does."""
+    with db.session() as s:
+        claimed = s.execute(  # type: ignore[attr-defined]
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+            .values(state=JobState.RUNNING.value, started_at=_now())
+        ).rowcount
+        if not claimed:
+            _finish(s, s.get(Job, job_id), JobState.CANCELLED, error="Cancelled before it started.")
+            return
+    started, last = time.monotonic(), [0.0]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY and done < total:
+            return
+        last[0] = now
+        state = {"phase": phase, "done": done, "total": total, "elapsed": round(now - started, 2)}
+        with db.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(progress=state))
+            if s.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
+                raise JobCancelled
+
+    def end(state: JobState, **written: Any) -> None:
+        with db.session() as s:
+            _finish(s, s.get(Job, job_id), state, **written)
+
+    try:
+        result = work(progress)
+    except JobCancelled:
+        end(JobState.CANCELLED, error="Cancelled.")
+    except TaxonomistError as exc:
+        end(JobState.FAILED, error=exc.message)
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        end(JobState.FAILED, error=f"The job failed unexpectedly: {exc.__class__.__name__}: {exc}")
+    else:
+        end(JobState.SUCCEEDED, result=result)

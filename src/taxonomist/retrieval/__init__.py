@@ -1,12 +1,26 @@
-"""Find the passage that answers a question: QA corpora, retrieval indexes, evaluation.
+"""Find the passage that answers a question.
 
-This first part holds the corpus (SQuAD JSON, CSV or Parquet, validated) and a BM25 index
-with the quality test; dense and hybrid indexes, Qdrant storage, the API and the UI page are
-still to come (issue 5).
+QA corpora (SQuAD JSON or tables, validated), retrieval models (BM25, dense, hybrid) stored in
+Qdrant under an id, the quality test and the latency benchmark.
 """
 
-from taxonomist.retrieval.bm25 import BM25Index
 from taxonomist.retrieval.corpus import QADataset, load_qa
-from taxonomist.retrieval.evaluate import evaluate
+from taxonomist.retrieval.evaluate import evaluate, latency
+from taxonomist.retrieval.model import RetrievalModel, RetrievalParams, build_model
+from taxonomist.retrieval.store import EdgeStore, ServerStore, Store, open_store
+from taxonomist.retrieval.text import Preprocessing
 
-__all__ = ["BM25Index", "QADataset", "evaluate", "load_qa"]
+__all__ = [
+    "EdgeStore",
+    "Preprocessing",
+    "QADataset",
+    "RetrievalModel",
+    "RetrievalParams",
+    "ServerStore",
+    "Store",
+    "build_model",
+    "evaluate",
+    "latency",
+    "load_qa",
+    "open_store",
+]

@@ -139,3 +139,32 @@ def load_qa(
         "warnings": warnings,
     }
     return QADataset(passages.reset_index(drop=True), questions, report)
+
+
+def explore(dataset: QADataset, *, sample: int = 5000, top: int = 60) -> dict[str, Any]:
+    """What the exploration page draws: words per context and per question (a sample), the
+    language, and the most frequent words, stop words apart."""
+    import re
+    from collections import Counter
+
+    from taxonomist.data.language import language_distribution, main_language
+    from taxonomist.retrieval.text import stop_words
+
+    contexts = dataset.passages["context"]
+    questions = dataset.questions["question"]
+    language = main_language(language_distribution(contexts.head(300)))
+    stops = stop_words(language)
+    words: Counter[str] = Counter()
+    for text in list(contexts.head(sample)) + list(questions.head(sample)):
+        words.update(re.findall(r"(?u)\b\w\w+\b", text.lower()))
+    return {
+        "language": language,
+        "passages": len(contexts),
+        "questions": len(questions),
+        "questions_per_passage": round(len(questions) / max(len(contexts), 1), 2),
+        "words_per_context": contexts.head(sample).str.split().str.len().tolist(),
+        "words_per_question": questions.head(sample).str.split().str.len().tolist(),
+        "frequent_words": [[w, n] for w, n in words.most_common() if w not in stops][:top],
+        "frequent_stop_words": [[w, n] for w, n in words.most_common() if w in stops][:top],
+        "stop_word_list": bool(stops),
+    }

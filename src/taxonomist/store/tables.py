@@ -102,6 +102,7 @@ class Dataset(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)  # validation report
     profile: Mapped[dict[str, Any]] = mapped_column(JSON)
     descriptions: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # column -> what it means
+    kind: Mapped[str] = mapped_column(String(16), default="table", server_default="table")  # or qa
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -114,6 +115,8 @@ class Job(Base):
         ForeignKey("datasets.id", ondelete="SET NULL"), index=True
     )
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value, index=True)
+    # train (Dask); retrieval_build, retrieval_evaluate, retrieval_map (the service process)
+    kind: Mapped[str] = mapped_column(String(32), default="train", server_default="train")
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     logs: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -16,14 +16,13 @@ from taxonomist.api.deps import ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import DatasetDetail, DatasetOut, DatasetUpdate, DatasetUploaded
 from taxonomist.api.services import Principal
-from taxonomist.api.uploads import CHUNK, jsonable, save_upload
+from taxonomist.api.uploads import jsonable, refuse_declared_oversize, save_upload
 from taxonomist.data import infer_column_roles, load_table, profile_table, validate_training_table
 from taxonomist.errors import (
     ColumnNotFoundError,
     ConflictError,
     InvalidParameterError,
     NotFoundError,
-    PayloadTooLargeError,
 )
 from taxonomist.store import Dataset, Job, JobState
 from taxonomist.store.accounts import audit
@@ -93,13 +92,7 @@ def upload(
     ] = None,
 ) -> DatasetUploaded:
     limit = int(svc.settings.max_upload_mb * 1e6)
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit + CHUNK:
-        raise PayloadTooLargeError(
-            f"The upload ({declared / 1e6:.0f} MB) is larger than the limit of "
-            f"{limit / 1e6:.0f} MB. Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
-            details={"limit_bytes": limit},
-        )
+    refuse_declared_oversize(request, limit)
     overrides = _parse_roles(roles)
     path, size, sha = save_upload(file, svc.settings.datasets_dir, limit)
     try:
@@ -131,10 +124,14 @@ def upload(
     )
 
 
-@router.get("", response_model=list[DatasetOut], summary="Datasets you can see")
+@router.get(
+    "",
+    response_model=list[DatasetOut],
+    summary="Tables you can see (QA datasets: GET /retrieval/datasets)",
+)
 def list_datasets(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
     with svc.db.session() as s:
-        q = select(Dataset).order_by(Dataset.id)
+        q = select(Dataset).where(Dataset.kind == "table").order_by(Dataset.id)
         if not user.is_admin:
             q = q.where(Dataset.owner_id == user.id)
         return [DatasetOut.model_validate(d) for d in s.scalars(q)]

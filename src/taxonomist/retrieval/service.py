@@ -1,0 +1,203 @@
+"""Retrieval inside the service: loaded models, their jobs, who sees what.
+
+The service process owns the store (a Qdrant Edge shard is opened by one process at a time),
+so retrieval jobs (build, quality test, map) run here, one at a time on a worker thread, with
+the same job rows, progress and cancel flag as training jobs. Members see and change their own
+models; admins all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from taxonomist.config import Settings
+from taxonomist.engine import run_here
+from taxonomist.errors import ConflictError, NotFoundError
+from taxonomist.retrieval.corpus import QADataset, load_qa
+from taxonomist.retrieval.evaluate import evaluate, latency
+from taxonomist.retrieval.model import RetrievalModel, RetrievalParams, build_model, check_model_id
+from taxonomist.retrieval.store import Store, open_store
+from taxonomist.store import Database
+
+logger = logging.getLogger(__name__)
+
+
+def load_dataset(path: str | Path, roles: dict[str, str]) -> QADataset:
+    """A stored QA dataset, read with the column names chosen at upload."""
+    by_role = {role: column for column, role in roles.items()}
+    return load_qa(
+        path,
+        context=by_role.get("context", "context"),
+        question=by_role.get("question", "question"),
+        answer=by_role.get("answer"),
+    )
+
+
+class RetrievalService:
+    def __init__(self, settings: Settings, db: Database, store: Store | None = None) -> None:
+        self.settings, self.db = settings, db
+        self._store = store
+        self.loaded: dict[str, RetrievalModel] = {}
+        self._lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taxonomist-retrieval")
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:  # opened on first use: a Qdrant server may be down at start
+            self._store = open_store(self.settings)
+        return self._store
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for model_id in list(self.loaded):
+            self.unload(model_id)
+        if self._store is not None:
+            self._store.shutdown()
+
+    # -- models ------------------------------------------------------------------------------
+    def meta(self, model_id: str, user_id: int | None, is_admin: bool) -> dict[str, Any]:
+        """A model's metadata when the user may see it; a 404 otherwise (no leak)."""
+        meta = self.store.read_meta(model_id)
+        if meta is None or (not is_admin and meta.get("owner_id") != user_id):
+            raise NotFoundError(
+                f"No retrieval model named '{model_id}' is visible to you. List yours with "
+                "GET /api/v1/retrieval/models."
+            )
+        return meta
+
+    def models(self, user_id: int | None, is_admin: bool) -> list[dict[str, Any]]:
+        out = []
+        for meta in self.store.all_meta():
+            if is_admin or meta.get("owner_id") == user_id:
+                out.append(self.describe(meta))
+        return out
+
+    def describe(self, meta: dict[str, Any]) -> dict[str, Any]:
+        public = {k: v for k, v in meta.items() if k != "collections"}
+        return {**public, "loaded": meta["id"] in self.loaded}
+
+    def load(self, model_id: str) -> RetrievalModel:
+        with self._lock:
+            model = self.loaded.get(model_id)
+            if model is None:
+                model = RetrievalModel.open(self.store, model_id)
+                self.loaded[model_id] = model
+            return model
+
+    def unload(self, model_id: str) -> bool:
+        with self._lock:
+            model = self.loaded.pop(model_id, None)
+        if model is not None:
+            model.close()
+        return model is not None
+
+    def remove(self, model_id: str) -> None:
+        with self._lock:
+            self.unload(model_id)
+            meta = self.store.read_meta(model_id)
+            if meta is None:
+                return
+            self.store.delete_meta(model_id)  # first: a half-removed model is no model
+            for name in meta["collections"].values():
+                self.store.drop(name)
+
+    def remove_all(self) -> int:
+        metas = self.store.all_meta()
+        for meta in metas:
+            self.remove(meta["id"])
+        return len(metas)
+
+    def search(self, model_id: str, question: str, k: int) -> list[dict[str, Any]]:
+        return self.load(model_id).search(question, k=k)
+
+    def benchmark(self, model_id: str, dataset: QADataset, n: int, k: int) -> dict[str, Any]:
+        model = self.load(model_id)
+        result = latency(
+            model, dataset.questions["question"].tolist(), n=n, k=k, seed=self.settings.seed
+        )
+        if result["ms"]:
+            counts, edges = np.histogram(result["ms"], bins=20)
+            result["histogram"] = {"counts": counts.tolist(), "edges": edges.round(3).tolist()}
+        return result
+
+    # -- jobs --------------------------------------------------------------------------------
+    def submit(self, job_id: int, work: Any) -> None:
+        self._pool.submit(run_here, self.db, job_id, work)
+
+    def check_new_name(self, model_id: str, user_id: int, is_admin: bool, replace: bool) -> None:
+        check_model_id(model_id)
+        meta = self.store.read_meta(model_id)
+        if meta is None:
+            return
+        if not is_admin and meta.get("owner_id") != user_id:
+            raise ConflictError(
+                f"The retrieval model name '{model_id}' belongs to another user; choose another."
+            )
+        if not replace:
+            raise ConflictError(
+                f"A retrieval model named '{model_id}' exists: choose another name, or pass "
+                "replace=true to build it again."
+            )
+
+    def build_work(
+        self,
+        model_id: str,
+        path: str,
+        roles: dict[str, str],
+        params: RetrievalParams,
+        info: dict[str, Any],
+        replace: bool,
+    ) -> Any:
+        def work(progress: Any) -> dict[str, Any]:
+            dataset = load_dataset(path, roles)
+            with self._lock:
+                was_loaded = self.unload(model_id)
+            model = build_model(
+                model_id,
+                dataset,
+                self.store,
+                params,
+                replace=replace,
+                info=info,
+                on_progress=progress,
+            )
+            if was_loaded:
+                self.load(model_id)
+            return self.describe(model.meta)
+
+        return work
+
+    def evaluate_work(self, model_id: str, path: str, roles: dict[str, str]) -> Any:
+        def work(progress: Any) -> dict[str, Any]:
+            dataset = load_dataset(path, roles)
+            model = self.load(model_id)
+            return {"model": model_id, **evaluate(model, dataset, on_progress=progress)}
+
+        return work
+
+    def map_work(self, path: str, roles: dict[str, str], sample: int) -> Any:
+        def work(progress: Any) -> dict[str, Any]:
+            import pandas as pd
+
+            from taxonomist.data.explore import text_map
+
+            dataset = load_dataset(path, roles)
+            progress("map", 0, 1)
+            texts = pd.concat(
+                [
+                    pd.DataFrame({"text": dataset.passages["context"], "kind": "passage"}),
+                    pd.DataFrame({"text": dataset.questions["question"], "kind": "question"}),
+                ],
+                ignore_index=True,
+            )
+            points = text_map(texts, "text", "kind", sample=sample, seed=self.settings.seed)
+            progress("map", 1, 1)
+            return {"n": len(points), "points": points.to_dict("records")}
+
+        return work

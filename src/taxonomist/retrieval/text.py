@@ -1,0 +1,155 @@
+"""Text handling for retrieval: the user's preprocessing, BM25 tokens, sentences.
+
+:class:`Preprocessing` is what the user chooses (lower-casing, punctuation and stop-word
+removal, de-duplication, dropping empty rows); it is stored with the model and applied to the
+passages at build time and to every question asked. :class:`Tokenizer` turns a text into the
+terms BM25 counts (lower-cased words, stop words dropped, Snowball stems) and hashes them to
+sparse-vector indices, so no vocabulary has to be stored.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from taxonomist.errors import EmptyDataError
+
+# ISO 639-1 -> (Snowball stemmer, bm25s stop-word list)
+LANGUAGES: dict[str, tuple[str, str | None]] = {
+    "en": ("english", "STOPWORDS_EN"),
+    "fr": ("french", "STOPWORDS_FRENCH"),
+    "ru": ("russian", "STOPWORDS_RUSSIAN"),
+    "de": ("german", "STOPWORDS_GERMAN"),
+    "es": ("spanish", "STOPWORDS_SPANISH"),
+    "it": ("italian", "STOPWORDS_ITALIAN"),
+    "pt": ("portuguese", "STOPWORDS_PORTUGUESE"),
+    "nl": ("dutch", "STOPWORDS_DUTCH"),
+    "sv": ("swedish", "STOPWORDS_SWEDISH"),
+    "no": ("norwegian", "STOPWORDS_NORWEGIAN"),
+    "da": ("danish", "STOPWORDS_DANISH"),
+    "tr": ("turkish", "STOPWORDS_TURKISH"),
+    "fi": ("finnish", None),
+    "hu": ("hungarian", None),
+    "ro": ("romanian", None),
+    "el": ("greek", None),
+    "ar": ("arabic", None),
+    "id": ("indonesian", None),
+    "lt": ("lithuanian", None),
+    "ca": ("catalan", None),
+    "cs": ("czech", None),
+    "pl": ("polish", None),
+}
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+_SENTENCE = re.compile(r"(?<=[.!?。])\s+(?=\S)")
+
+
+@cache
+def stop_words(language: str) -> frozenset[str]:
+    """The stop words of ``language`` (ISO 639-1); empty when there is no list for it."""
+    import bm25s.stopwords
+
+    name = LANGUAGES.get(language, ("", None))[1]
+    return frozenset(getattr(bm25s.stopwords, name)) if name else frozenset()
+
+
+@cache
+def _stemmer(language: str) -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer(LANGUAGES[language][0]) if language in LANGUAGES else None
+
+
+def split_sentences(text: str, *, min_chars: int = 20) -> list[str]:
+    """Sentences of ``text``; a fragment shorter than ``min_chars`` joins the one before."""
+    out: list[str] = []
+    for part in _SENTENCE.split(text.strip()):
+        if out and len(part) < min_chars:
+            out[-1] = f"{out[-1]} {part}"
+        elif part:
+            out.append(part)
+    return out
+
+
+class Preprocessing(BaseModel):
+    """Optional cleaning, stored with the model and applied to passages and questions alike."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lowercase: bool = Field(default=False, description="Lower-case every text.")
+    strip_punctuation: bool = Field(default=False, description="Replace punctuation with spaces.")
+    remove_stopwords: bool = Field(default=False, description="Drop the language's stop words.")
+    deduplicate: bool = Field(default=True, description="Keep one of each repeated question.")
+    drop_empty: bool = Field(default=True, description="Drop passages and questions left empty.")
+
+    def clean(self, text: str, language: str) -> str:
+        if self.lowercase:
+            text = text.lower()
+        if self.strip_punctuation:
+            text = " ".join(_PUNCT.sub(" ", text).split())
+        if self.remove_stopwords:
+            stops = stop_words(language)
+            text = " ".join(w for w in text.split() if w.lower().strip(".,;:!?") not in stops)
+        return unicodedata.normalize("NFC", text).strip()
+
+    def apply(
+        self, passages: pd.DataFrame, questions: pd.DataFrame, language: str
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+        """The passages (with a ``text`` column: what is indexed) and questions after
+        cleaning, and how many rows each step removed."""
+        passages = passages.assign(text=[self.clean(c, language) for c in passages["context"]])
+        questions = questions.assign(
+            question=[self.clean(q, language) for q in questions["question"]]
+        )
+        removed = {"empty_passages": 0, "empty_questions": 0, "duplicate_questions": 0}
+        if self.drop_empty:
+            empty = passages["text"].str.len() == 0
+            removed["empty_passages"] = int(empty.sum())
+            passages = passages[~empty]
+            kept = questions["passage_id"].isin(passages["passage_id"])
+            empty_q = questions["question"].str.len() == 0
+            removed["empty_questions"] = int((empty_q & kept).sum())
+            questions = questions[kept & ~empty_q]
+        if self.deduplicate:
+            dup = questions.duplicated(["question", "passage_id"])
+            removed["duplicate_questions"] = int(dup.sum())
+            questions = questions[~dup]
+        if passages.empty:
+            raise EmptyDataError(
+                "No passage has any text left after preprocessing: choose fewer cleaning steps."
+            )
+        return passages.reset_index(drop=True), questions.reset_index(drop=True), removed
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """BM25 terms: lower-cased words of two or more characters, without stop words, stemmed."""
+
+    language: str = "en"
+    stem: bool = True
+    stopwords: bool = True
+
+    def tokens(self, text: str) -> list[str]:
+        words = _WORD.findall(text.lower())
+        if self.stopwords:
+            stops = stop_words(self.language)
+            words = [w for w in words if w not in stops]
+        stemmer = _stemmer(self.language) if self.stem else None
+        return stemmer.stemWords(words) if stemmer is not None else words
+
+    def counts(self, text: str) -> Counter[int]:
+        """Term index -> count; the index is a stable 31-bit hash of the term."""
+        return Counter(term_index(t) for t in self.tokens(text))
+
+
+def term_index(term: str) -> int:
+    return zlib.crc32(term.encode()) & 0x7FFFFFFF
