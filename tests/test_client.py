@@ -109,3 +109,62 @@ def test_cli_remote_mode(server: str, alice: Client, toy: pd.DataFrame, tmp_path
     assert r.exit_code == 2 and "needs a token" in r.output
     r = runner.invoke(app, ["models", "show", "nope", *remote])
     assert r.exit_code == 2 and "visible to you" in r.output
+
+
+def test_client_and_cli_cover_retrieval(server: str, alice: Client, tmp_path) -> None:
+    from taxonomist.cli import app
+    from tests.test_api_retrieval import small_squad
+
+    path = tmp_path / "squad.json"
+    path.write_bytes(small_squad())
+    up = alice.upload_qa(path, name="squad")
+    ds = up["dataset"]["id"]
+    assert [d["id"] for d in alice.list_qa_datasets()] == [ds]
+    assert alice.get_qa_dataset(ds)["profile"]["passages"] == 40
+    job = alice.wait_job(alice.build_retrieval("sq", ds, method="bm25")["id"], poll=0.3)
+    assert job["state"] == "succeeded", job
+    assert [m["id"] for m in alice.list_retrieval_models()] == ["sq"]
+    assert alice.load_retrieval("sq")["loaded"] and alice.get_retrieval_model("sq")["loaded"]
+    hits = alice.ask("sq", "In what country is Normandy located?", k=2)["passages"]
+    assert len(hits) == 2 and "Normandy" in hits[0]["context"]
+    assert alice.retrieval_benchmark("sq", ds, n=10)["n"] == 10
+    quality = alice.wait_job(alice.retrieval_evaluate("sq", ds)["id"], poll=0.3)["result"]
+    assert quality["top1"] > 0.7
+    themap = alice.wait_job(alice.qa_map(ds, sample=50)["id"], poll=0.3)["result"]
+    assert themap["n"] == 50
+    assert not alice.unload_retrieval("sq")["loaded"]
+    with pytest.raises(errors.ConflictError):
+        alice.build_retrieval("sq", ds)
+
+    token = alice.create_token("cli-retrieval")["token"]
+    remote = ["--remote", server, "--token", token]
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "retrieval",
+            "ask",
+            "sq",
+            "Who ruled the duchy of Normandy?",
+            "-k",
+            "1",
+            "--json",
+            *remote,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)["passages"]) == 1
+    r = runner.invoke(app, ["retrieval", "evaluate", "sq", str(path), "--json", *remote])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.output)) == {"n", "top1", "top5", "mrr10", "p50_ms", "p99_ms"}
+    r = runner.invoke(
+        app,
+        ["retrieval", "build", str(path), "--name", "sq2", "--method", "bm25", "--json", *remote],
+    )
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["id"] == "sq2"
+    r = runner.invoke(app, ["retrieval", "remove", "sq2", *remote])
+    assert r.exit_code == 0 and "Removed 1" in r.output
+    alice.remove_retrieval("sq")
+    with pytest.raises(errors.NotFoundError):
+        alice.ask("sq", "anything")

@@ -153,3 +153,32 @@ def test_hybrid_beats_both_baselines_on_held_out_questions(tmp_path) -> None:
         latency_sample=0,
     )
     assert hybrid["top1"] > bm25["top1"] + 0.04
+
+
+def test_cli_builds_asks_evaluates_lists_and_removes(home, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from taxonomist.cli import app
+    from tests.test_api_retrieval import small_squad
+
+    path = tmp_path / "squad.json"
+    path.write_bytes(small_squad())
+    run = CliRunner().invoke
+    r = run(app, ["retrieval", "build", str(path), "--name", "sq", "--method", "bm25"])
+    assert r.exit_code == 0 and "Built sq: bm25 over 40 passages" in r.output, r.output
+    r = run(app, ["retrieval", "ask", "sq", "In what country is Normandy located?", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "Normandy" in json.loads(r.output)["passages"][0]["context"]
+    r = run(app, ["retrieval", "evaluate", "sq", str(path), "--json"])
+    scores = json.loads(r.output)
+    assert set(scores) == {"n", "top1", "top5", "mrr10", "p50_ms", "p99_ms"} and scores["n"] == 216
+    assert json.loads(run(app, ["retrieval", "list", "--json"]).output)[0]["id"] == "sq"
+    assert run(app, ["retrieval", "load", "sq"]).exit_code == 0
+    r = run(app, ["retrieval", "build", str(path), "--name", "sq", "--method", "bm25"])
+    assert r.exit_code == 2 and "exists" in r.output
+    r = run(app, ["retrieval", "build", str(path), "--name", "x", "--method", "magic"])
+    assert r.exit_code == 2 and "bm25, dense or hybrid" in r.output
+    r = run(app, ["retrieval", "ask", "nope", "q"])
+    assert r.exit_code == 2 and "No retrieval model named 'nope'" in r.output
+    assert "Removed 1" in run(app, ["retrieval", "remove", "--all"]).output
+    assert "No retrieval model yet" in run(app, ["retrieval", "list"]).output

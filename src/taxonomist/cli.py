@@ -687,6 +687,326 @@ def models_delete(
         out.print(f"Deleted {what}{data['name']}.")
 
 
+# -- retrieval ------------------------------------------------------------------------------
+retrieval_app = typer.Typer(
+    help=(
+        "Find the passage that answers a question.\n\n"
+        "  taxonomist retrieval build squad.json --name squad\n\n"
+        '  taxonomist retrieval ask squad "When did the tower open?" -k 3\n\n'
+        "  taxonomist retrieval evaluate squad held_out.json --json\n\n"
+        "DATA is SQuAD-style JSON, or a table (CSV/TSV/Parquet/JSON Lines) with context and "
+        "question columns (--context/--question name them). Models live in Qdrant Edge under "
+        "TAXONOMIST_HOME, or on the Qdrant server at TAXONOMIST_QDRANT_URL."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(retrieval_app, name="retrieval")
+
+RetrievalIdArg = Annotated[str, typer.Argument(help="The retrieval model's id.")]
+QADataArg = Annotated[
+    Path, typer.Argument(help="SQuAD-style JSON, or a table with context and question columns.")
+]
+ContextOpt = Annotated[str, typer.Option("--context", help="Column of the passages (tables).")]
+QuestionOpt = Annotated[str, typer.Option("--question", help="Column of the questions (tables).")]
+
+
+def _store() -> Any:
+    from taxonomist.config import get_settings
+    from taxonomist.retrieval import open_store
+
+    return open_store(get_settings())
+
+
+def _load_qa_file(data: Path, context: str, question: str) -> Any:
+    from taxonomist.retrieval import load_qa
+
+    if not data.exists():
+        from taxonomist.errors import FileFormatError
+
+        raise FileFormatError(f"No file at '{data}'.")
+    return load_qa(data, context=context, question=question)
+
+
+class _JobBar:
+    """A progress bar fed ``(phase, done, total)``."""
+
+    def __enter__(self) -> _JobBar:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=None)
+        return self
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        self.progress.update(self.task, description=phase, completed=done, total=total)
+
+    def job(self, job: dict[str, Any]) -> None:
+        p = job.get("progress") or {}
+        if "total" in p:
+            self(p.get("phase", job["state"]), p["done"], p["total"])
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
+def _wait_remote(client: Any, job: dict[str, Any]) -> dict[str, Any]:
+    from taxonomist.errors import TaxonomistError as Failed
+
+    with _JobBar() as bar:
+        job = client.wait_job(job["id"], poll=0.5, on_progress=bar.job)
+    if job["state"] != "succeeded":
+        raise Failed(f"Job {job['id']} {job['state']}: {job.get('error')}")
+    return job["result"]
+
+
+@retrieval_app.command("build")
+def retrieval_build(
+    data: QADataArg,
+    name: Annotated[str, typer.Option("--name", help="Id to save the model under.")],
+    method: Annotated[
+        str, typer.Option("--method", help="bm25, dense (embeddings) or hybrid (both, fused).")
+    ] = "hybrid",
+    context: ContextOpt = "context",
+    question: QuestionOpt = "question",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a model of that id.")
+    ] = False,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Fit the fusion weights on DATA's questions.")
+    ] = False,
+    as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Index DATA's passages under --name (BM25, dense or hybrid)."""
+    from taxonomist.retrieval import RetrievalParams, build_model
+
+    try:
+        params = RetrievalParams(method=method, tune=tune)  # type: ignore[arg-type]
+    except ValueError as exc:
+        _fail(
+            typer.BadParameter(
+                f"--method must be bm25, dense or hybrid ({exc.__class__.__name__})."
+            )
+        )
+    try:
+        if remote:
+            client = _client(remote, token)
+            up = client.upload_qa(data, context=context, question=question, name=data.name)
+            job = client.build_retrieval(
+                name, up["dataset"]["id"], replace=replace, **params.model_dump(mode="json")
+            )
+            meta = _wait_remote(client, job)
+        else:
+            dataset = _load_qa_file(data, context, question)
+            with _JobBar() as bar:
+                model = build_model(
+                    name,
+                    dataset,
+                    _store(),
+                    params,
+                    replace=replace,
+                    on_progress=bar,
+                    info={"dataset": data.name},
+                )
+            meta = model.describe()
+    except TaxonomistError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(meta)
+        return
+    out.print(
+        f"[bold green]Built[/] {name}: {meta['params']['method']} over {meta['n_passages']:,} "
+        f"passages ({meta['language']}, encoder {meta['encoder'] or 'none'}) in "
+        f"{meta['build_seconds']:.1f}s."
+    )
+    out.print(f'Next: taxonomist retrieval ask {name} "your question" -k 5')
+
+
+@retrieval_app.command("ask")
+def retrieval_ask(
+    model_id: RetrievalIdArg,
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    k: Annotated[int, typer.Option("-k", "--top", help="Passages to show.", min=1, max=100)] = 5,
+    as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """The passages that best answer QUESTION, best first, with scores and ids."""
+    from taxonomist.retrieval import RetrievalModel
+
+    try:
+        if remote:
+            hits = _client(remote, token).ask(model_id, question, k)["passages"]
+        else:
+            hits = RetrievalModel.open(_store(), model_id).search(question, k=k)
+    except TaxonomistError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json({"model": model_id, "question": question, "passages": hits})
+        return
+    if not hits:
+        out.print("No passage shares a word with the question.")
+    for h in hits:
+        out.print(f"[bold]{h['rank']}.[/] score {h['score']:.3f} · {h['passage_id']}")
+        out.print(h["context"], highlight=False)
+        out.print()
+
+
+@retrieval_app.command("evaluate")
+def retrieval_evaluate(
+    model_id: RetrievalIdArg,
+    data: QADataArg,
+    context: ContextOpt = "context",
+    question: QuestionOpt = "question",
+    as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Top-1, top-5 and MRR@10 over every question of DATA, and latency per question."""
+    from taxonomist.retrieval import RetrievalModel, evaluate
+
+    try:
+        if remote:
+            client = _client(remote, token)
+            up = client.upload_qa(data, context=context, question=question, name=data.name)
+            scores = _wait_remote(client, client.retrieval_evaluate(model_id, up["dataset"]["id"]))
+            scores.pop("model", None)
+        else:
+            dataset = _load_qa_file(data, context, question)
+            model = RetrievalModel.open(_store(), model_id)
+            with _JobBar() as bar:
+                scores = evaluate(model, dataset, on_progress=bar)
+    except TaxonomistError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(scores)
+        return
+    out.print(
+        f"{model_id} on {data.name}: {scores['n']:,} questions · top-1 {scores['top1']:.3f} · "
+        f"top-5 {scores['top5']:.3f} · MRR@10 {scores['mrr10']:.3f} · "
+        f"p50 {scores['p50_ms']:.1f} ms · p99 {scores['p99_ms']:.1f} ms"
+    )
+
+
+@retrieval_app.command("list")
+def retrieval_list(
+    as_json: JsonOpt = False, remote: RemoteOpt = None, token: TokenOpt = None
+) -> None:
+    """Retrieval models with their hyper-parameters."""
+    try:
+        if remote:
+            models = _client(remote, token).list_retrieval_models()
+        else:
+            models = [
+                {k: v for k, v in m.items() if k != "collections"} for m in _store().all_meta()
+            ]
+    except TaxonomistError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(models)
+        return
+    if not models:
+        out.print("No retrieval model yet. Build one: taxonomist retrieval build DATA --name ID")
+        return
+    table = Table("id", "method", "passages", "language", "encoder", "k1", "b", "fusion", "built")
+    for m in models:
+        p = m["params"]
+        table.add_row(
+            m["id"],
+            p["method"],
+            f"{m['n_passages']:,}",
+            m["language"],
+            m["encoder"] or "",
+            str(p["k1"]),
+            str(p["b"]),
+            p["fusion"],
+            m["built_at"],
+        )
+    out.print(table)
+
+
+@retrieval_app.command("load")
+def retrieval_load(
+    model_id: RetrievalIdArg, remote: RemoteOpt = None, token: TokenOpt = None
+) -> None:
+    """Load a model into a server's memory (--remote); locally, check that it opens."""
+    import time
+
+    from taxonomist.retrieval import RetrievalModel
+
+    try:
+        if remote:
+            _client(remote, token).load_retrieval(model_id)
+            out.print(f"Loaded {model_id} on {remote}.")
+            return
+        start = time.perf_counter()
+        RetrievalModel.open(_store(), model_id).close()
+    except TaxonomistError as exc:
+        _fail(exc)
+    out.print(
+        f"{model_id} opens in {time.perf_counter() - start:.2f}s. A command-line run holds it "
+        "only while it runs; keep it loaded in a server with --remote."
+    )
+
+
+@retrieval_app.command("unload")
+def retrieval_unload(
+    model_id: RetrievalIdArg, remote: RemoteOpt = None, token: TokenOpt = None
+) -> None:
+    """Free a model's memory on a server (--remote)."""
+    try:
+        if remote:
+            _client(remote, token).unload_retrieval(model_id)
+        elif _store().read_meta(model_id) is None:
+            from taxonomist.errors import NotFoundError
+
+            raise NotFoundError(f"No retrieval model named '{model_id}'.")
+    except TaxonomistError as exc:
+        _fail(exc)
+    out.print(f"Unloaded {model_id}." if remote else f"{model_id} is not held by this process.")
+
+
+@retrieval_app.command("remove")
+def retrieval_remove(
+    model_id: Annotated[str | None, typer.Argument(help="The model's id.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Remove every model (admin).")] = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Remove one model, or all of them with --all."""
+    from taxonomist.errors import InvalidParameterError, NotFoundError
+    from taxonomist.retrieval.model import remove_model
+
+    try:
+        if bool(model_id) == all_models:
+            raise InvalidParameterError("Give a model id, or --all (not both).")
+        if remote:
+            client = _client(remote, token)
+            if all_models:
+                n = client.remove_all_retrieval()["removed"]
+            else:
+                client.remove_retrieval(str(model_id))
+                n = 1
+        else:
+            store = _store()
+            ids = [m["id"] for m in store.all_meta()] if all_models else [str(model_id)]
+            n = sum(remove_model(store, i) for i in ids)
+            if not all_models and not n:
+                raise NotFoundError(f"No retrieval model named '{model_id}'.")
+    except TaxonomistError as exc:
+        _fail(exc)
+    out.print(f"Removed {n} retrieval model{'s' if n != 1 else ''}.")
+
+
 # -- service --------------------------------------------------------------------------------
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0: all).")]
 PortOpt = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]

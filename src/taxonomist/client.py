@@ -25,6 +25,7 @@ from taxonomist import errors
 from taxonomist.errors import TaxonomistError
 
 Json = dict[str, Any]
+RETRIEVAL = "/api/v1/retrieval"
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 
@@ -345,3 +346,70 @@ class Client:
         ``proba_<class>`` columns, as CSV or Parquet bytes."""
         form = {"model": model, "output": output}
         return self._post_file("/api/v1/predict/file", data, filename, form).content
+
+    # -- retrieval ---------------------------------------------------------------------------
+    def upload_qa(
+        self,
+        data: str | Path | bytes,
+        *,
+        name: str | None = None,
+        context: str = "context",
+        question: str = "question",
+        answer: str | None = "answer",
+        filename: str | None = None,
+    ) -> Json:
+        """Upload a QA dataset: SQuAD-style JSON, or a table with the named columns."""
+        form = {"context": context, "question": question, "answer": answer or ""}
+        if name:
+            form["name"] = name
+        return self._post_file(f"{RETRIEVAL}/datasets", data, filename, form).json()
+
+    def list_qa_datasets(self) -> list[Json]:
+        return self._call("GET", f"{RETRIEVAL}/datasets")
+
+    def get_qa_dataset(self, dataset_id: int) -> Json:
+        return self._call("GET", f"{RETRIEVAL}/datasets/{dataset_id}")
+
+    def qa_map(self, dataset_id: int, sample: int = 1000) -> Json:
+        """Start the t-SNE map job; its result holds the points."""
+        return self._call("POST", f"{RETRIEVAL}/datasets/{dataset_id}/map", json={"sample": sample})
+
+    def build_retrieval(
+        self, name: str, dataset_id: int, *, replace: bool = False, **params: Any
+    ) -> Json:
+        """Start building a retrieval model (a job); ``params`` as in ``RetrievalParams``."""
+        body = {"name": name, "dataset_id": dataset_id, "params": params, "replace": replace}
+        return self._call("POST", f"{RETRIEVAL}/models", json=body)
+
+    def list_retrieval_models(self) -> list[Json]:
+        return self._call("GET", f"{RETRIEVAL}/models")
+
+    def get_retrieval_model(self, name: str) -> Json:
+        return self._call("GET", f"{RETRIEVAL}/models/{name}")
+
+    def load_retrieval(self, name: str) -> Json:
+        return self._call("POST", f"{RETRIEVAL}/models/{name}/load")
+
+    def unload_retrieval(self, name: str) -> Json:
+        return self._call("POST", f"{RETRIEVAL}/models/{name}/unload")
+
+    def remove_retrieval(self, name: str) -> None:
+        self._call("DELETE", f"{RETRIEVAL}/models/{name}")
+
+    def remove_all_retrieval(self) -> Json:
+        return self._call("DELETE", f"{RETRIEVAL}/models")
+
+    def ask(self, name: str, question: str, k: int = 5) -> Json:
+        """The ``k`` passages that best answer ``question``, with scores and ids."""
+        body = {"question": question, "k": k}
+        return self._call("POST", f"{RETRIEVAL}/models/{name}/search", json=body)
+
+    def retrieval_benchmark(self, name: str, dataset_id: int, n: int = 100, k: int = 5) -> Json:
+        """Latency of ``n`` random questions of the dataset, one at a time."""
+        body = {"dataset_id": dataset_id, "n": n, "k": k}
+        return self._call("POST", f"{RETRIEVAL}/models/{name}/benchmark", json=body)
+
+    def retrieval_evaluate(self, name: str, dataset_id: int) -> Json:
+        """Start the quality test (a job): top-1, top-5, MRR@10 in its result."""
+        body = {"dataset_id": dataset_id}
+        return self._call("POST", f"{RETRIEVAL}/models/{name}/evaluate", json=body)

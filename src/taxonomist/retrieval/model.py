@@ -453,6 +453,17 @@ def build_model(
     return model
 
 
+def remove_model(store: Store, model_id: str) -> bool:
+    """Remove a model: its record first (a half-removed model is no model), then its data."""
+    meta = store.read_meta(model_id)
+    if meta is None:
+        return False
+    store.delete_meta(model_id)
+    for name in meta["collections"].values():
+        store.drop(name)
+    return True
+
+
 def tune_weights(
     model: RetrievalModel,
     questions: list[str],

@@ -21,7 +21,13 @@ from taxonomist.engine import run_here
 from taxonomist.errors import ConflictError, NotFoundError
 from taxonomist.retrieval.corpus import QADataset, load_qa
 from taxonomist.retrieval.evaluate import evaluate, latency
-from taxonomist.retrieval.model import RetrievalModel, RetrievalParams, build_model, check_model_id
+from taxonomist.retrieval.model import (
+    RetrievalModel,
+    RetrievalParams,
+    build_model,
+    check_model_id,
+    remove_model,
+)
 from taxonomist.retrieval.store import Store, open_store
 from taxonomist.store import Database
 
@@ -100,12 +106,7 @@ class RetrievalService:
     def remove(self, model_id: str) -> None:
         with self._lock:
             self.unload(model_id)
-            meta = self.store.read_meta(model_id)
-            if meta is None:
-                return
-            self.store.delete_meta(model_id)  # first: a half-removed model is no model
-            for name in meta["collections"].values():
-                self.store.drop(name)
+            remove_model(self.store, model_id)
 
     def remove_all(self) -> int:
         metas = self.store.all_meta()
