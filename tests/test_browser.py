@@ -160,3 +160,60 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
     total = time.perf_counter() - started
     assert total < 180, f"the browser flow took {total:.0f} s"
     assert max(RENDER_SECONDS.values()) < 10  # the ≤ 2 s target is reported, not asserted
+
+
+def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
+    """Upload a QA dataset, explore it, build a model, ask, benchmark, test its quality."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_api_retrieval import small_squad
+
+    data = tmp_path / "squad.json"
+    data.write_bytes(small_squad())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(ui)
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
+        _open(page, "Retrieval", "Retrieval")
+
+        page.get_by_text("Upload a QA dataset", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(data))
+        page.get_by_role("button", name="Upload and validate").click()
+        expect(page.get_by_text("Stored as QA dataset")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Most frequent stop words").first).to_be_visible(timeout=20_000)
+        expect(page.get_by_text("Word cloud")).to_be_visible()
+        page.get_by_role("button", name="Draw the map").click()
+        expect(page.get_by_text("Questions near their passages share words")).to_be_visible(
+            timeout=60_000
+        )
+        page.screenshot(path=str(SHOTS / "retrieval_data.png"), full_page=True)
+
+        page.get_by_role("tab", name="Build").click()
+        page.get_by_text("bm25", exact=True).click()
+        page.get_by_role("button", name="Build", exact=True).click()
+        expect(page.get_by_text("Built qa-")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "retrieval_build.png"), full_page=True)
+
+        page.get_by_role("tab", name="Ask").click()
+        page.get_by_role("textbox", name="Question", exact=True).fill("In what country is Normandy located?")
+        page.get_by_role("button", name="Find").click()
+        expect(page.get_by_text("score").first).to_be_visible(timeout=20_000)
+        expect(page.get_by_text("Normandy").first).to_be_visible()
+        page.screenshot(path=str(SHOTS / "retrieval_ask.png"), full_page=True)
+
+        page.get_by_role("tab", name="Benchmark and quality").click()
+        page.get_by_role("button", name="Run the latency benchmark").click()
+        expect(page.get_by_text("Latency per question")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Run the quality test (all questions)").click()
+        expect(page.get_by_text("MRR@10")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "retrieval_test.png"), full_page=True)
+
+        page.get_by_role("tab", name="Models").click()
+        expect(page.get_by_role("button", name="Unload")).to_be_visible()
+        browser.close()

@@ -153,7 +153,11 @@ def explore(dataset: QADataset, *, sample: int = 5000, top: int = 60) -> dict[st
     contexts = dataset.passages["context"]
     questions = dataset.questions["question"]
     language = main_language(language_distribution(contexts.head(300)))
-    stops = stop_words(language)
+    stops = set(stop_words(language))
+    if language == "en":  # BM25's list is Lucene's short one; people expect "what" and "who"
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        stops |= ENGLISH_STOP_WORDS
     words: Counter[str] = Counter()
     for text in list(contexts.head(sample)) + list(questions.head(sample)):
         words.update(re.findall(r"(?u)\b\w\w+\b", text.lower()))

@@ -26,6 +26,7 @@ else:
         page("predict_input", "Predict from input", ":material/edit_note:"),
         page("predict_file", "Predict from file", ":material/upload_file:"),
         page("analysis", "Analysis", ":material/query_stats:"),
+        page("retrieval", "Retrieval", ":material/manage_search:"),
     ]
     if me["role"] == "admin":
         pages.append(page("admin", "Admin", ":material/admin_panel_settings:"))
