@@ -102,7 +102,8 @@ with data_tab:
             st.warning(warning)
         if not report.get("warnings"):
             st.success("No problem found.")
-        cols = st.columns(5)
+        counts = st.columns(5)
+        cols = list(counts)
         cols[0].metric("Passages", f"{report.get('passages', 0):,}")
         cols[1].metric("Questions", f"{report.get('questions', 0):,}")
         cols[2].metric("Rows without a context", f"{report.get('rows_without_context', 0):,}")
@@ -312,7 +313,7 @@ with test_tab:
                 st.session_state["qa_eval_job"] = job["id"]
         bench = st.session_state.get("qa_bench")
         if bench:
-            cols = st.columns(4)
+            cols = list(st.columns(4))
             cols[0].metric("p50", f"{bench['p50_ms']:.1f} ms")
             cols[1].metric("p90", f"{bench['p90_ms']:.1f} ms")
             cols[2].metric("p99", f"{bench['p99_ms']:.1f} ms")
@@ -329,7 +330,7 @@ with test_tab:
         done = follow("qa_eval_job")
         if done:
             r = done["result"]
-            cols = st.columns(4)
+            cols = list(st.columns(4))
             cols[0].metric("Questions", f"{r['n']:,}")
             cols[1].metric("Top-1", f"{r['top1']:.3f}")
             cols[2].metric("Top-5", f"{r['top5']:.3f}")
