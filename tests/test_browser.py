@@ -201,7 +201,8 @@ def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
         page.screenshot(path=str(SHOTS / "retrieval_build.png"), full_page=True)
 
         page.get_by_role("tab", name="Ask").click()
-        page.get_by_role("textbox", name="Question", exact=True).fill("In what country is Normandy located?")
+        box = page.get_by_role("textbox", name="Question", exact=True)
+        box.fill("In what country is Normandy located?")
         page.get_by_role("button", name="Find").click()
         expect(page.get_by_text("score").first).to_be_visible(timeout=20_000)
         expect(page.get_by_text("Normandy").first).to_be_visible()
