@@ -182,3 +182,22 @@ def test_cli_builds_asks_evaluates_lists_and_removes(home, tmp_path) -> None:
     assert r.exit_code == 2 and "No retrieval model named 'nope'" in r.output
     assert "Removed 1" in run(app, ["retrieval", "remove", "--all"]).output
     assert "No retrieval model yet" in run(app, ["retrieval", "list"]).output
+
+
+@pytest.mark.slow
+def test_the_demo_builds_a_retrieval_model_for_the_demo_user(home) -> None:
+    """`make demo` builds demo-squad on the shared SQuAD sample, owned by the demo user, so
+    the user can ask at once (in the UI, over the API or here)."""
+    pytest.importorskip("sentence_transformers")
+    shared("squad/squad_v2_part1.json")
+    from taxonomist.cli import _demo_account, _demo_retrieval
+    from taxonomist.config import get_settings
+    from taxonomist.retrieval import RetrievalModel, open_store
+
+    _, user_id = _demo_account("demo-apps")
+    _demo_retrieval(user_id)
+    store = open_store(get_settings())
+    model = RetrievalModel.open(store, "demo-squad")
+    assert model.meta["owner_id"] == user_id and model.meta["n_passages"] == 646
+    assert "Harvard" in model.search("When was Harvard founded?", k=1)[0]["context"]
+    store.shutdown()

@@ -917,19 +917,18 @@ def retrieval_list(
     if not models:
         out.print("No retrieval model yet. Build one: taxonomist retrieval build DATA --name ID")
         return
-    table = Table("id", "method", "passages", "language", "encoder", "k1", "b", "fusion", "built")
+    table = Table("id", "method", "passages", "lang", "encoder", "k1", "b", "built")
     for m in models:
         p = m["params"]
         table.add_row(
             m["id"],
-            p["method"],
+            p["method"] + (f" ({p['fusion']})" if p["method"] == "hybrid" else ""),
             f"{m['n_passages']:,}",
             m["language"],
             m["encoder"] or "",
             str(p["k1"]),
             str(p["b"]),
-            p["fusion"],
-            m["built_at"],
+            m["built_at"][:10],
         )
     out.print(table)
 
@@ -1075,8 +1074,9 @@ def ui(
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 
 
-def _demo_account(model_name: str) -> str:
-    """Create (or reset) the demo user, give it the demo model; return an API token."""
+def _demo_account(model_name: str) -> tuple[str, int]:
+    """Create (or reset) the demo user, give it the demo model; return an API token and the
+    user's id."""
     from datetime import timedelta
 
     from taxonomist.config import get_settings
@@ -1096,8 +1096,42 @@ def _demo_account(model_name: str) -> str:
         user.password_hash, user.disabled = hash_password(DEMO_PASSWORD), False
         s.merge(ModelOwner(name=model_name, owner_id=user.id))
         token, _ = issue_token(s, user, kind="personal", name="demo", ttl=timedelta(days=7))
+        user_id = user.id
     db.dispose()
-    return token
+    return token, user_id
+
+
+def _demo_retrieval(owner_id: int) -> None:
+    """Build the demo retrieval model on the shared SQuAD sample, owned by the demo user."""
+    from taxonomist.demo import DEMO_RETRIEVAL, squad_sample_path
+    from taxonomist.retrieval import build_model, load_qa
+
+    path = squad_sample_path()
+    if path is None:
+        out.print("[yellow]Note:[/] no SQuAD sample beside the checkout: no retrieval demo.")
+        return
+    out.print(f"\n[bold]Retrieval demo[/]: indexing the passages of {path.name} (hybrid) ...")
+    dataset = load_qa(path)
+    store = _store()
+    with _JobBar() as bar:
+        model = build_model(
+            DEMO_RETRIEVAL,
+            dataset,
+            store,
+            replace=True,
+            on_progress=bar,
+            info={"owner_id": owner_id, "owner": DEMO_USER, "dataset": path.name},
+        )
+    question = "Who invented the steam engine with a separate condenser?"
+    best = model.search(question, k=1)
+    model.close()
+    store.shutdown()  # the service opens it next
+    out.print(
+        f"Built {DEMO_RETRIEVAL}: {model.meta['n_passages']} passages in "
+        f"{model.meta['build_seconds']:.0f}s. Asked '{question}':\n  {best[0]['context'][:160]}..."
+        if best
+        else f"Built {DEMO_RETRIEVAL}."
+    )
 
 
 # -- demo -----------------------------------------------------------------------------------
@@ -1131,6 +1165,8 @@ def demo(
     except TaxonomistError as exc:
         _fail(exc)
     _print_training(result)
+    token, user_id = _demo_account(DEMO_NAME)
+    _demo_retrieval(user_id)
     record = {
         "track_name": "Chess Master Pro",
         "app_desc": "Play chess against friends or the computer. Learn openings, solve "
@@ -1156,14 +1192,15 @@ def demo(
         "\nWhere to look next:\n"
         f"  taxonomist models show {DEMO_NAME}\n"
         f"  taxonomist predict {DEMO_NAME} {data} --output /tmp/demo-predictions.csv\n"
+        '  taxonomist retrieval ask demo-squad "When was Harvard founded?" -k 3\n'
         f"  mlflow ui --backend-store-uri sqlite:///{home}/mlflow.db   (runs, plots, "
         "trials)"
     )
     if serve_api:
-        _serve_demo(record, host, port)
+        _serve_demo(record, token, host, port)
 
 
-def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
+def _serve_demo(record: dict[str, Any], token: str, host: str, port: int) -> None:
     import socket
     import subprocess
 
@@ -1183,7 +1220,6 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
                     f"'taxonomist demo --port {port + 1}'."
                 )
             )
-    token = _demo_account(DEMO_NAME)
     load_model(DEMO_NAME)  # loaded before the first request
     url = f"http://{host}:{port}"
     ui_port = port + 501  # 8501 beside 8000, Streamlit's usual port
@@ -1200,6 +1236,10 @@ def _serve_demo(record: dict[str, Any], host: str, port: int) -> None:
         "  predict one record:\n"
         f"  curl -s -X POST {url}/api/v1/predict -H 'Authorization: Bearer {token}' "
         f"-H 'Content-Type: application/json' -d '{body}'\n"
+        "  find the passage that answers a question:\n"
+        f"  curl -s -X POST {url}/api/v1/retrieval/models/demo-squad/search -H 'Authorization: "
+        f"Bearer {token}' -H 'Content-Type: application/json' -d "
+        """'{"question": "When was Harvard founded?", "k": 3}'\n"""
         "Stop with Ctrl-C.",
         soft_wrap=True,  # one line per command: copy and paste must work
     )

