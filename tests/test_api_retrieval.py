@@ -199,6 +199,16 @@ def test_bad_requests_and_other_users(api: TestClient, built: dict[str, Any]) ->
     assert_error(api.delete(f"{API}/models", headers=h), 403)
 
 
+def test_a_cancelled_build_leaves_no_model(api: TestClient, built: dict[str, Any]) -> None:
+    h, ds = built["headers"], built["dataset_id"]
+    job = api.post(f"{API}/models", json={"name": "cancelled", "dataset_id": ds}, headers=h)
+    assert job.status_code == 202, job.text
+    assert api.post(f"/api/v1/jobs/{job.json()['id']}/cancel", headers=h).status_code == 200
+    ended = wait_job(api, h, job.json()["id"], {"succeeded", "failed", "cancelled"})
+    assert ended["state"] == "cancelled", ended
+    assert_error(api.get(f"{API}/models/cancelled", headers=h), 404)
+
+
 def test_remove_one_and_all(api: TestClient, built: dict[str, Any]) -> None:
     h, ds = built["headers"], built["dataset_id"]
     for name in ("gone-1", "gone-2"):

@@ -7,7 +7,13 @@ import json
 import pandas as pd
 import pytest
 
-from taxonomist.errors import ColumnNotFoundError, ConflictError, EmptyDataError, FileFormatError
+from taxonomist.errors import (
+    ColumnNotFoundError,
+    ConflictError,
+    DataError,
+    EmptyDataError,
+    FileFormatError,
+)
 from taxonomist.retrieval import (
     EdgeStore,
     Preprocessing,
@@ -78,6 +84,9 @@ def test_bad_qa_inputs_say_what_to_fix(tmp_path) -> None:
         load_qa(path)
     pd.DataFrame({"context": [None, None], "question": ["a?", "b?"]}).to_csv(path, index=False)
     with pytest.raises(EmptyDataError, match="no passages"):
+        load_qa(path)
+    pd.DataFrame({"context": [1, 2], "question": ["a?", "b?"]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="holds numbers, not text"):
         load_qa(path)
     other = tmp_path / "other.json"
     other.write_text('{"items": [1, 2]}')

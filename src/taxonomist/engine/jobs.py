@@ -48,6 +48,18 @@ class _JobLog(logging.Handler):
         del self.lines[:-MAX_LOG_LINES]
 
 
+def _claim(db: Database, job_id: int) -> bool:
+    """Mark a queued job running, atomically: with several service processes only one runs
+    it; a job cancelled meanwhile is not claimed."""
+    with db.session() as s:
+        claimed = s.execute(  # type: ignore[attr-defined]
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
+            .values(state=JobState.RUNNING.value, started_at=_now())
+        ).rowcount
+    return bool(claimed)
+
+
 def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
     """Run training job ``job_id`` to its end; the Dask task (runs in a worker process)."""
     from taxonomist.models.train import train
@@ -55,15 +67,9 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(**settings_data)
     db = Database(settings.database)
     try:
+        if not _claim(db, job_id):
+            return {"skipped": True}
         with db.session() as s:
-            # Claim the job atomically: with several service processes only one runs it.
-            claimed = s.execute(  # type: ignore[attr-defined]
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
-                .values(state=JobState.RUNNING.value, started_at=_now())
-            ).rowcount
-            if not claimed:
-                return {"skipped": True}
             config = dict(s.get_one(Job, job_id).config)
             dataset_path = config["dataset_path"]
         log = _JobLog()
@@ -326,15 +332,10 @@ def run_here(db: Database, job_id: int, work: Work) -> None:
     shards). ``work(progress)`` returns the result; ``progress(phase, done, total)`` writes the
     row at most every ``PROGRESS_EVERY`` seconds and raises :class:`JobCancelled` once the job's
     cancel flag is set. Ends the row as the training jobs' task does."""
-    with db.session() as s:
-        claimed = s.execute(  # type: ignore[attr-defined]
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
-            .values(state=JobState.RUNNING.value, started_at=_now())
-        ).rowcount
-        if not claimed:
+    if not _claim(db, job_id):
+        with db.session() as s:
             _finish(s, s.get(Job, job_id), JobState.CANCELLED, error="Cancelled before it started.")
-            return
+        return
     started, last = time.monotonic(), [0.0]
 
     def progress(phase: str, done: int, total: int) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from taxonomist.data import load_table
 from taxonomist.data.schema import require_column
-from taxonomist.errors import EmptyDataError, FileFormatError
+from taxonomist.errors import DataError, EmptyDataError, FileFormatError
 
 
 @dataclass
@@ -88,6 +88,15 @@ def load_qa(
     require_column(question, columns, what="question")
     if answer is not None and answer not in columns:
         answer = None
+    for role, column in (("context", context), ("question", question)):
+        values = table[column]
+        if values.notna().any() and (
+            pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+        ):
+            raise DataError(
+                f"The {role} column '{column}' holds numbers, not text: choose the column with "
+                f"the {role}s (columns: {', '.join(columns[:20])})."
+            )
     n_rows = len(table)
     ctx = table[context].astype("object").where(table[context].notna(), None)
     ctx = ctx.map(lambda v: v.strip() if isinstance(v, str) else v)

@@ -316,7 +316,7 @@ def _language(params: RetrievalParams, texts: list[str]) -> str:
         return params.language
     from taxonomist.data.language import language_distribution, main_language
 
-    found = main_language(language_distribution(texts))
+    found = main_language(language_distribution(texts, sample=50))
     return found if found in LANGUAGES else ("en" if found == "unknown" else found)
 
 
@@ -354,7 +354,7 @@ def build_model(
         )
     progress = on_progress or (lambda phase, done, total: None)
     started = time.perf_counter()
-    language = _language(params, dataset.passages["context"].head(300).tolist())
+    language = _language(params, dataset.passages["context"].head(50).tolist())
     passages, questions, removed = params.preprocessing.apply(
         dataset.passages, dataset.questions, language
     )

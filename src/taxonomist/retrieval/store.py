@@ -106,6 +106,36 @@ class Store(ABC):
         return f"{model_id}-{part}-{uuid.uuid4().hex[:8]}"
 
 
+def _points(
+    api: Any,
+    point: Any,
+    ids: Sequence[int],
+    payloads: Sequence[dict[str, Any]],
+    dense: np.ndarray | None,
+    sparse: Sequence[Sparse] | None,
+) -> list[Any]:
+    """Points of either client (``api``: the ``qdrant_edge`` or ``qdrant_client.models``
+    module; they name their classes and arguments alike)."""
+    points = []
+    for i, point_id in enumerate(ids):
+        vector: dict[str, Any] = {}
+        if dense is not None:
+            vector[DENSE] = dense[i].tolist()
+        if sparse is not None:
+            vector[SPARSE] = api.SparseVector(indices=list(sparse[i][0]), values=list(sparse[i][1]))
+        points.append(point(id=int(point_id), vector=vector, payload=payloads[i]))
+    return points
+
+
+def _among(api: Any, passage_ids: Sequence[str] | None) -> Any:
+    """A filter to the points of the given passages (None: no filter)."""
+    if passage_ids is None:
+        return None
+    return api.Filter(
+        must=[api.FieldCondition(key="passage_id", match=api.MatchAny(any=list(passage_ids)))]
+    )
+
+
 def open_store(settings: Settings) -> Store:
     """The server at ``settings.qdrant_url`` when set, else Qdrant Edge under the home."""
     if settings.qdrant_url:
@@ -165,16 +195,7 @@ class EdgeStore(Store):
     ) -> None:
         import qdrant_edge as q
 
-        points = []
-        for i, point_id in enumerate(ids):
-            vector: dict[str, Any] = {}
-            if dense is not None:
-                vector[DENSE] = dense[i].tolist()
-            if sparse is not None:
-                vector[SPARSE] = q.SparseVector(
-                    indices=list(sparse[i][0]), values=list(sparse[i][1])
-                )
-            points.append(q.Point(id=int(point_id), vector=vector, payload=payloads[i]))
+        points = _points(q, q.Point, ids, payloads, dense, sparse)
         self._shard(name).update(q.UpdateOperation.upsert_points(points))
 
     def finish(self, name: str) -> None:
@@ -187,11 +208,7 @@ class EdgeStore(Store):
     ) -> list[list[Hit]]:
         import qdrant_edge as q
 
-        where = None
-        if passage_ids is not None:
-            where = q.Filter(
-                must=[q.FieldCondition(key="passage_id", match=q.MatchAny(any=list(passage_ids)))]
-            )
+        where = _among(q, passage_ids)
         requests, slots = [], []
         for k, (using, vector, limit) in enumerate(queries):
             if using == SPARSE:
@@ -216,9 +233,7 @@ class EdgeStore(Store):
     def fetch(self, name: str, passage_ids: Sequence[str]) -> list[dict[str, Any]]:
         import qdrant_edge as q
 
-        where = q.Filter(
-            must=[q.FieldCondition(key="passage_id", match=q.MatchAny(any=list(passage_ids)))]
-        )
+        where = _among(q, passage_ids)
         records, _ = self._shard(name).scroll(
             q.ScrollRequest(limit=max(len(passage_ids), 1) * 64, filter=where, with_payload=True)
         )
@@ -320,28 +335,14 @@ class ServerStore(Store):
         dense: np.ndarray | None = None,
         sparse: Sequence[Sparse] | None = None,
     ) -> None:
-        m = self.m
-        points = []
-        for i, point_id in enumerate(ids):
-            vector: dict[str, Any] = {}
-            if dense is not None:
-                vector[DENSE] = dense[i].tolist()
-            if sparse is not None:
-                vector[SPARSE] = m.SparseVector(
-                    indices=list(sparse[i][0]), values=list(sparse[i][1])
-                )
-            points.append(m.PointStruct(id=int(point_id), vector=vector, payload=payloads[i]))
+        points = _points(self.m, self.m.PointStruct, ids, payloads, dense, sparse)
         self.client.upsert(PREFIX + name, points=points, wait=True)
 
     def query(
         self, name: str, queries: Sequence[Query], *, passage_ids: Sequence[str] | None = None
     ) -> list[list[Hit]]:
         m = self.m
-        where = None
-        if passage_ids is not None:
-            where = m.Filter(
-                must=[m.FieldCondition(key="passage_id", match=m.MatchAny(any=list(passage_ids)))]
-            )
+        where = _among(m, passage_ids)
         requests, slots = [], []
         for k, (using, vector, limit) in enumerate(queries):
             if using == SPARSE:
@@ -365,10 +366,7 @@ class ServerStore(Store):
         return out
 
     def fetch(self, name: str, passage_ids: Sequence[str]) -> list[dict[str, Any]]:
-        m = self.m
-        where = m.Filter(
-            must=[m.FieldCondition(key="passage_id", match=m.MatchAny(any=list(passage_ids)))]
-        )
+        where = _among(self.m, passage_ids)
         points, _ = self.client.scroll(
             PREFIX + name,
             scroll_filter=where,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +72,42 @@ def _parse_roles(roles: str | None) -> dict[str, str] | None:
     return {str(k): v for k, v in parsed.items()}
 
 
+def store_upload(
+    request: Request,
+    svc: Any,
+    user: Principal,
+    file: UploadFile,
+    name: str | None,
+    describe: Callable[[Path], dict[str, Any]],
+    action: str,
+) -> tuple[DatasetOut, dict[str, Any]]:
+    """Stream an upload to disk, ``describe`` it (validate, profile: the dataset's fields),
+    store the row; a file that fails any step is deleted: nothing half-stored."""
+    limit = int(svc.settings.max_upload_mb * 1e6)
+    refuse_declared_oversize(request, limit)
+    path, size, sha = save_upload(file, svc.settings.datasets_dir, limit)
+    try:
+        fields = describe(path)
+        with svc.db.session() as s:
+            ds = Dataset(
+                owner_id=user.id,
+                name=name or Path(file.filename or "dataset").name,
+                filename=Path(file.filename or path.name).name,
+                path=str(path),
+                size_bytes=size,
+                sha256=sha,
+                **fields,
+            )
+            s.add(ds)
+            s.flush()
+            audit(s, user.id, action, "dataset", str(ds.id), {"bytes": size})
+            out = DatasetOut.model_validate(ds)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return out, fields
+
+
 @router.post(
     "",
     response_model=DatasetUploaded,
@@ -91,36 +127,23 @@ def upload(
         str | None, Form(description='JSON object column -> role, e.g. {"id": "ignore"}')
     ] = None,
 ) -> DatasetUploaded:
-    limit = int(svc.settings.max_upload_mb * 1e6)
-    refuse_declared_oversize(request, limit)
     overrides = _parse_roles(roles)
-    path, size, sha = save_upload(file, svc.settings.datasets_dir, limit)
-    try:
+
+    def describe(path: Path) -> dict[str, Any]:
         n_rows, n_columns, inferred, report, profile = _describe(path, target or None, overrides)
-        with svc.db.session() as s:
-            ds = Dataset(
-                owner_id=user.id,
-                name=name or Path(file.filename or "dataset").name,
-                filename=Path(file.filename or path.name).name,
-                path=str(path),
-                size_bytes=size,
-                sha256=sha,
-                n_rows=n_rows,
-                n_columns=n_columns,
-                target=target or None,
-                roles=inferred,
-                report=report,
-                profile=profile,
-            )
-            s.add(ds)
-            s.flush()
-            audit(s, user.id, "upload_dataset", "dataset", str(ds.id), {"bytes": size})
-            out = DatasetOut.model_validate(ds)
-    except BaseException:
-        path.unlink(missing_ok=True)  # nothing half-stored
-        raise
+        return {
+            "n_rows": n_rows,
+            "n_columns": n_columns,
+            "target": target or None,
+            "roles": inferred,
+            "report": report,
+            "profile": profile,
+        }
+
+    out, fields = store_upload(request, svc, user, file, name, describe, "upload_dataset")
+    report = fields["report"]
     return DatasetUploaded(
-        dataset=out, report=report, roles=inferred, warnings=report.get("warnings", [])
+        dataset=out, report=report, roles=fields["roles"], warnings=report.get("warnings", [])
     )
 
 

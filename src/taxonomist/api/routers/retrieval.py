@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from taxonomist.api.deps import AdminDep, ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
-from taxonomist.api.routers.datasets import visible_dataset
+from taxonomist.api.routers.datasets import store_upload, visible_dataset
 from taxonomist.api.schemas import (
     DatasetDetail,
     DatasetOut,
@@ -27,7 +27,7 @@ from taxonomist.api.schemas import (
     RetrievalModelOut,
 )
 from taxonomist.api.services import Principal
-from taxonomist.api.uploads import jsonable, refuse_declared_oversize, save_upload
+from taxonomist.api.uploads import jsonable
 from taxonomist.errors import InvalidParameterError
 from taxonomist.retrieval.corpus import explore, load_qa
 from taxonomist.retrieval.service import load_dataset
@@ -86,40 +86,27 @@ def upload_qa(
     question: Annotated[str, Form(min_length=1, max_length=200)] = "question",
     answer: Annotated[str | None, Form(max_length=200)] = "answer",
 ) -> QAUploaded:
-    limit = int(svc.settings.max_upload_mb * 1e6)
-    refuse_declared_oversize(request, limit)
-    path, size, sha = save_upload(file, svc.settings.datasets_dir, limit)
-    try:
+
+    def describe(path: Path) -> dict[str, Any]:
         qa = load_qa(path, context=context, question=question, answer=answer or None)
-        roles = {context: "context", question: "question"}
-        if answer and qa.report.get("unanswered") is not None:
-            roles[answer] = "answer"
         if path.suffix == ".json":
             roles = {"context": "context", "question": "question", "answer": "answer"}
-        report, profile = jsonable(qa.report), jsonable(explore(qa))
-        with svc.db.session() as s:
-            ds = Dataset(
-                owner_id=user.id,
-                name=name or Path(file.filename or "qa").name,
-                filename=Path(file.filename or path.name).name,
-                path=str(path),
-                size_bytes=size,
-                sha256=sha,
-                n_rows=int(qa.report["questions"]),
-                n_columns=len(roles),
-                target=None,
-                roles=roles,
-                report=report,
-                profile=profile,
-                kind="qa",
-            )
-            s.add(ds)
-            s.flush()
-            audit(s, user.id, "upload_qa_dataset", "dataset", str(ds.id), {"bytes": size})
-            out = DatasetOut.model_validate(ds)
-    except BaseException:
-        path.unlink(missing_ok=True)  # nothing half-stored
-        raise
+        else:
+            roles = {context: "context", question: "question"}
+            if answer and qa.report.get("unanswered") is not None:
+                roles[answer] = "answer"
+        return {
+            "n_rows": int(qa.report["questions"]),
+            "n_columns": len(roles),
+            "target": None,
+            "roles": roles,
+            "report": jsonable(qa.report),
+            "profile": jsonable(explore(qa)),
+            "kind": "qa",
+        }
+
+    out, fields = store_upload(request, svc, user, file, name, describe, "upload_qa_dataset")
+    report = fields["report"]
     return QAUploaded(dataset=out, report=report, warnings=report.get("warnings", []))
 
 
