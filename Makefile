@@ -36,6 +36,7 @@ typecheck: install
 bench: install
 	$(PY) bench/core.py
 	$(PY) bench/api.py
+	$(PY) bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

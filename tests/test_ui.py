@@ -132,3 +132,27 @@ def test_description_page_shows_roles_examples_and_saved_descriptions(api: str) 
     row = table.set_index("column").loc["store"]
     assert row["role"] == "categorical" and row["description"] == "where the app is sold"
     assert "words:" in table.set_index("column").loc["title", "examples"]
+
+
+def test_retrieval_page_reports_explores_and_answers(api: str) -> None:
+    from tests.test_api_retrieval import small_squad
+
+    at = signed_in_app(api, "retrieval")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Retrieval"
+    assert any("No QA dataset yet" in i.value for i in at.info)
+    with Client.login(api, "admin", PASSWORD) as admin:
+        ds = admin.upload_qa(small_squad(), filename="squad.json")["dataset"]["id"]
+        job = admin.build_retrieval("ui-qa", ds, method="bm25")
+        assert admin.wait_job(job["id"], timeout=120, poll=0.3)["state"] == "succeeded"
+    at.run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Passages"] == "40" and metrics["Questions"] == "216"
+    assert len(at.get("plotly_chart")) == 4  # two length histograms, words, stop words
+    assert at.get("image")[0].captions == ["Word cloud"]
+    question = next(t for t in at.text_input if t.label == "Question")
+    question.input("In what country is Normandy located?")
+    next(b for b in at.button if b.label == "Find").click().run()
+    assert not at.exception, at.exception
+    assert any("Normandy" in m.value for m in at.markdown)

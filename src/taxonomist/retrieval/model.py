@@ -17,6 +17,11 @@ re-scores every candidate on every signal (filtered queries), and fuses: a weigh
 per-question z-scores (``weighted``; the default weights were tuned on the first part of the
 shared SQuAD sample, never on the second) or reciprocal-rank fusion (``rrf``). ``tune=True``
 fits the weights on the build dataset's own questions instead.
+
+BM25 is computed here rather than by ``bm25s`` or Qdrant's own BM25: its term weights (IDF
+included) go into Qdrant sparse vectors, so one index lives in the same store as the dense
+vectors, survives restarts, and scores the same on Qdrant Edge and on a server (the plain
+variant matches ``bm25s`` to the third decimal on SQuAD: top-1 0.780 on part 1).
 """
 
 from __future__ import annotations
