@@ -55,9 +55,10 @@ class RetrievalService:
 
     @property
     def store(self) -> Store:
-        if self._store is None:  # opened on first use: a Qdrant server may be down at start
-            self._store = open_store(self.settings)
-        return self._store
+        with self._lock:  # one store per process: two would both try to open the shards
+            if self._store is None:  # opened on first use: a Qdrant server may be down at start
+                self._store = open_store(self.settings)
+            return self._store
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
