@@ -111,6 +111,28 @@ def test_a_model_survives_a_restart_and_a_failed_build_leaves_nothing(opener, sm
         RetrievalModel.open(store, "other")
 
 
+def test_the_service_sweeps_what_a_killed_build_left(tmp_path, small) -> None:
+    import os
+    import time
+
+    from taxonomist.config import Settings
+    from taxonomist.retrieval.service import RetrievalService
+
+    store = EdgeStore(tmp_path / "retrieval")
+    build_model("kept", small, store, RetrievalParams(method="bm25", sentences=False))
+    for name, age in (("dead-passages-1", 7200), ("young-passages-2", 10)):
+        store.create(name, dense_size=None, sparse=True)
+        store.close(name)
+        then = time.time() - age
+        os.utime(tmp_path / "retrieval" / "collections" / name, (then, then))
+    store.shutdown()
+    service = RetrievalService(Settings(home=tmp_path), db=None)  # type: ignore[arg-type]
+    left = service.store.collections()
+    assert "dead-passages-1" not in left and "young-passages-2" in left and len(left) == 2
+    assert service.search("kept", small.questions["question"].iloc[0], 1)
+    service.close()
+
+
 def test_hybrid_gives_the_same_answers_on_both_backends(tmp_path, small) -> None:
     pytest.importorskip("sentence_transformers")
     edge = build_model("h", small, EdgeStore(tmp_path / "edge"))

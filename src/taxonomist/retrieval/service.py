@@ -58,6 +58,9 @@ class RetrievalService:
         with self._lock:  # one store per process: two would both try to open the shards
             if self._store is None:  # opened on first use: a Qdrant server may be down at start
                 self._store = open_store(self.settings)
+                swept = self._store.sweep()
+                if swept:
+                    logger.warning("dropped %d collections of unfinished builds", len(swept))
             return self._store
 
     def close(self) -> None:

@@ -102,6 +102,11 @@ class Store(ABC):
     @abstractmethod
     def delete_meta(self, model_id: str) -> None: ...
 
+    def sweep(self, older_than: float = 3600.0) -> list[str]:
+        """Drop the collections no model refers to (left by a process killed mid-build) once
+        they are ``older_than`` seconds old: a younger one may be a build under way."""
+        return []
+
     def new_collection_name(self, model_id: str, part: str) -> str:
         return f"{model_id}-{part}-{uuid.uuid4().hex[:8]}"
 
@@ -269,6 +274,19 @@ class EdgeStore(Store):
 
     def collections(self) -> list[str]:
         return sorted(p.name for p in (self.root / "collections").iterdir() if p.is_dir())
+
+    def sweep(self, older_than: float = 3600.0) -> list[str]:
+        import time
+
+        used = {n for meta in self.all_meta() for n in meta.get("collections", {}).values()}
+        stale = [
+            name
+            for name in self.collections()
+            if name not in used and time.time() - self._path(name).stat().st_mtime > older_than
+        ]
+        for name in stale:
+            self.drop(name)
+        return stale
 
     def _meta_path(self, model_id: str) -> Path:
         return self.root / "models" / f"{model_id}.json"
