@@ -11,12 +11,13 @@ passage for a question:
 ``dense_sentence``    cosine of its best sentence
 ====================  ============================================================
 
-``bm25`` uses the first, ``dense`` the last two, ``hybrid`` all four (``sentences=False``
+``bm25`` uses the first two, ``dense`` the last two, ``hybrid`` all four (``sentences=False``
 keeps passages only). Searching gathers the ``candidates`` best passages of each signal,
-re-scores every candidate on every signal (filtered queries), and fuses: a weighted sum of
-per-question z-scores (``weighted``; the default weights were tuned on the first part of the
-shared SQuAD sample, never on the second) or reciprocal-rank fusion (``rrf``). ``tune=True``
-fits the weights on the build dataset's own questions instead.
+looks up every candidate's exact score on the passage-level signals (``rescore``: filtered
+queries), and fuses: a weighted sum of per-question z-scores (``weighted``; the default weights
+were tuned on the first part of the shared SQuAD sample, never on the second) or
+reciprocal-rank fusion (``rrf``). ``tune=True`` fits the weights on the build dataset's own
+questions instead.
 
 BM25 is computed here rather than by ``bm25s`` or Qdrant's own BM25: its term weights (IDF
 included) go into Qdrant sparse vectors, so one index lives in the same store as the dense
@@ -224,7 +225,8 @@ class RetrievalModel:
         self, question: str, embedding: np.ndarray | None = None
     ) -> tuple[list[str], np.ndarray]:
         """The candidate passages of a question and their score on each signal
-        (``len(ids) x len(self.signals)``), re-scored on every signal."""
+        (``len(ids) x len(self.signals)``); the signals ``rescore`` names look up every
+        candidate's exact score."""
         vectors = self._query_vectors(question, embedding)
         n = self.params.candidates
         limits = {s: n * 4 if s.endswith("_sentence") else n for s in self.signals}
