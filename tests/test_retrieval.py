@@ -210,3 +210,32 @@ def test_the_demo_builds_a_retrieval_model_for_the_demo_user(home) -> None:
     assert model.meta["owner_id"] == user_id and model.meta["n_passages"] == 646
     assert "Harvard" in model.search("When was Harvard founded?", k=1)[0]["context"]
     store.shutdown()
+
+
+def test_a_russian_corpus_gets_russian_stems_and_the_multilingual_encoder(tmp_path) -> None:
+    table = pd.DataFrame(
+        {
+            "context": [
+                "Москва является столицей России и крупнейшим городом страны.",
+                "Байкал — самое глубокое озеро на планете, оно находится в Сибири.",
+                "Эрмитаж в Санкт-Петербурге — один из крупнейших художественных музеев мира.",
+                "Транссибирская магистраль соединяет Москву и Владивосток.",
+            ],
+            "question": [
+                "Какой город является столицей России?",
+                "Где находится самое глубокое озеро?",
+                "Какой музей находится в Санкт-Петербурге?",
+                "Какая железная дорога ведёт во Владивосток?",
+            ],
+        }
+    )
+    ds = load_qa(table)
+    model = build_model("ru", ds, EdgeStore(tmp_path), RetrievalParams(method="hybrid"))
+    assert model.language == "ru" and model.meta["encoder"] == "use"
+    assert Tokenizer("ru").tokens("озера") == Tokenizer("ru").tokens("озеро")
+    # "столица" is not in the passage as written ("столицей"): the stems find it.
+    for question, pid in zip(ds.questions["question"], ds.questions["passage_id"], strict=True):
+        assert model.search(question, k=1)[0]["passage_id"] == pid
+    dense_only = build_model("ru-dense", ds, EdgeStore(tmp_path), RetrievalParams(method="dense"))
+    hit = dense_only.search("В каком городе большой музей искусства?", k=1)[0]
+    assert "Эрмитаж" in hit["context"]
