@@ -153,8 +153,13 @@ def upload(
     summary="Tables you can see (QA datasets: GET /retrieval/datasets)",
 )
 def list_datasets(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
+    return visible_datasets(svc, user, "table")
+
+
+def visible_datasets(svc: Any, user: Principal, kind: str) -> list[DatasetOut]:
+    """The datasets of one kind (table, qa) the user may see, oldest first."""
     with svc.db.session() as s:
-        q = select(Dataset).where(Dataset.kind == "table").order_by(Dataset.id)
+        q = select(Dataset).where(Dataset.kind == kind).order_by(Dataset.id)
         if not user.is_admin:
             q = q.where(Dataset.owner_id == user.id)
         return [DatasetOut.model_validate(d) for d in s.scalars(q)]

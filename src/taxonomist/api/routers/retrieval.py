@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from sqlalchemy import select
 
 from taxonomist.api.deps import AdminDep, ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
-from taxonomist.api.routers.datasets import store_upload, visible_dataset
+from taxonomist.api.routers.datasets import store_upload, visible_dataset, visible_datasets
 from taxonomist.api.schemas import (
     DatasetDetail,
     DatasetOut,
@@ -31,7 +30,7 @@ from taxonomist.api.uploads import jsonable
 from taxonomist.errors import InvalidParameterError
 from taxonomist.retrieval.corpus import explore, load_qa
 from taxonomist.retrieval.service import load_dataset
-from taxonomist.store import Dataset, Job
+from taxonomist.store import Job
 from taxonomist.store.accounts import audit
 
 router = APIRouter(prefix="/retrieval", tags=["retrieval"], responses=ERROR_RESPONSES)
@@ -112,11 +111,7 @@ def upload_qa(
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="QA datasets you can see")
 def list_qa(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
-    with svc.db.session() as s:
-        q = select(Dataset).where(Dataset.kind == "qa").order_by(Dataset.id)
-        if not user.is_admin:
-            q = q.where(Dataset.owner_id == user.id)
-        return [DatasetOut.model_validate(d) for d in s.scalars(q)]
+    return visible_datasets(svc, user, "qa")
 
 
 @router.get(
