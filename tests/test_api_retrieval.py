@@ -78,9 +78,18 @@ def test_upload_reports_and_explores_a_qa_dataset(api: TestClient, built: dict[s
     ids = [d["id"] for d in api.get(f"{API}/datasets", headers=h).json()]
     assert built["dataset_id"] in ids
     # QA datasets are not offered for training, and tables are not QA datasets.
+    r = api.patch(f"/api/v1/datasets/{built['dataset_id']}", json={"target": "x"}, headers=h)
+    assert "question-answer dataset" in assert_error(r, 422)["message"]
     assert built["dataset_id"] not in [
         d["id"] for d in api.get("/api/v1/datasets", headers=h).json()
     ]
+    table = api.post(
+        "/api/v1/datasets",
+        files={"file": ("t.csv", io.BytesIO(b"context,question\na b c,d e?\n"), "text/csv")},
+        headers=h,
+    ).json()["dataset"]["id"]
+    r = api.post(f"{API}/models", json={"name": "t", "dataset_id": table}, headers=h)
+    assert "is a table, not a question-answer dataset" in assert_error(r, 422)["message"]
 
 
 def test_a_table_with_chosen_columns(api: TestClient, built: dict[str, Any]) -> None:

@@ -185,6 +185,11 @@ def update_dataset(
 ) -> DatasetUploaded:
     with svc.db.session() as s:
         ds = visible_dataset(s, user, dataset_id)
+        if ds.kind == "qa" and (body.target is not None or body.roles is not None):
+            raise InvalidParameterError(
+                f"Dataset {dataset_id} is a question-answer dataset: it has no target or roles "
+                "to choose. Build a retrieval model on it (POST /api/v1/retrieval/models)."
+            )
         path, target, roles, report = Path(ds.path), ds.target, None, ds.report
         inferred, columns = dict(ds.roles), list(ds.roles)
     unknown = sorted(set(body.descriptions or {}) - set(columns))
