@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -76,6 +77,29 @@ def _open(page, name: str, title: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
 
 
+def _signed_in(p: Any, ui: str) -> tuple[Any, Any]:
+    """Chromium on the UI, signed in as admin, on the Data page."""
+    browser = p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(ui)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
+    return browser, page
+
+
 def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -83,24 +107,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
     toy.to_csv(data, index=False)
     started = time.perf_counter()
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(ui)
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
+        browser, page = _signed_in(p, ui)
         page.screenshot(path=str(SHOTS / "signed_in.png"))
 
         page.get_by_text("Upload a table").click()
@@ -171,15 +178,7 @@ def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
     data = tmp_path / "squad.json"
     data.write_bytes(small_squad())
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(ui)
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
+        browser, page = _signed_in(p, ui)
         _open(page, "Retrieval", "Retrieval")
 
         page.get_by_text("Upload a QA dataset", exact=True).click()

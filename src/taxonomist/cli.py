@@ -717,16 +717,6 @@ def _store() -> Any:
     return open_store(get_settings())
 
 
-def _load_qa_file(data: Path, context: str, question: str) -> Any:
-    from taxonomist.retrieval import load_qa
-
-    if not data.exists():
-        from taxonomist.errors import FileFormatError
-
-        raise FileFormatError(f"No file at '{data}'.")
-    return load_qa(data, context=context, question=question)
-
-
 class _JobBar:
     """A progress bar fed ``(phase, done, total)``."""
 
@@ -787,7 +777,7 @@ def retrieval_build(
     token: TokenOpt = None,
 ) -> None:
     """Index DATA's passages under --name (BM25, dense or hybrid)."""
-    from taxonomist.retrieval import RetrievalParams, build_model
+    from taxonomist.retrieval import RetrievalParams, build_model, load_qa
 
     try:
         params = RetrievalParams(method=method, tune=tune)  # type: ignore[arg-type]
@@ -806,7 +796,7 @@ def retrieval_build(
             )
             meta = _wait_remote(client, job)
         else:
-            dataset = _load_qa_file(data, context, question)
+            dataset = load_qa(data, context=context, question=question)
             with _JobBar() as bar:
                 model = build_model(
                     name,
@@ -872,7 +862,7 @@ def retrieval_evaluate(
     token: TokenOpt = None,
 ) -> None:
     """Top-1, top-5 and MRR@10 over every question of DATA, and latency per question."""
-    from taxonomist.retrieval import RetrievalModel, evaluate
+    from taxonomist.retrieval import RetrievalModel, evaluate, load_qa
 
     try:
         if remote:
@@ -881,7 +871,7 @@ def retrieval_evaluate(
             scores = _wait_remote(client, client.retrieval_evaluate(model_id, up["dataset"]["id"]))
             scores.pop("model", None)
         else:
-            dataset = _load_qa_file(data, context, question)
+            dataset = load_qa(data, context=context, question=question)
             model = RetrievalModel.open(_store(), model_id)
             with _JobBar() as bar:
                 scores = evaluate(model, dataset, on_progress=bar)

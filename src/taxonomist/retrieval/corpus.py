@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import pandas as pd
 
 from taxonomist.data import load_table
+from taxonomist.data.language import language_distribution, main_language
 from taxonomist.data.schema import require_column
 from taxonomist.errors import DataError, EmptyDataError, FileFormatError
+from taxonomist.retrieval.text import Tokenizer, stop_words
 
 
 @dataclass
@@ -153,12 +156,6 @@ def load_qa(
 def explore(dataset: QADataset, *, sample: int = 5000, top: int = 60) -> dict[str, Any]:
     """What the exploration page draws: words per context and per question (a sample), the
     language, and the most frequent words, stop words apart."""
-    import re
-    from collections import Counter
-
-    from taxonomist.data.language import language_distribution, main_language
-    from taxonomist.retrieval.text import stop_words
-
     contexts = dataset.passages["context"]
     questions = dataset.questions["question"]
     language = main_language(language_distribution(contexts.head(300)))
@@ -167,9 +164,10 @@ def explore(dataset: QADataset, *, sample: int = 5000, top: int = 60) -> dict[st
         from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
         stops |= ENGLISH_STOP_WORDS
+    plain = Tokenizer(language, stem=False, stopwords=False)
     words: Counter[str] = Counter()
     for text in list(contexts.head(sample)) + list(questions.head(sample)):
-        words.update(re.findall(r"(?u)\b\w\w+\b", text.lower()))
+        words.update(plain.tokens(text))
     return {
         "language": language,
         "passages": len(contexts),

@@ -253,17 +253,19 @@ class RetrievalModel:
         )
         return ids, matrix
 
-    def fuse(self, matrix: np.ndarray, weights: dict[str, float] | None = None) -> np.ndarray:
+    def normalise(self, matrix: np.ndarray) -> np.ndarray:
+        """Signal scores on a common scale, weights aside: per-question z-scores
+        (``weighted``) or reciprocal ranks (``rrf``)."""
+        if self.params.fusion == "rrf":
+            ranks = (-matrix).argsort(axis=0).argsort(axis=0)
+            return 1.0 / (self.params.rrf_k + 1 + ranks)
+        return np.column_stack([_zscores(matrix[:, j]) for j in range(matrix.shape[1])])
+
+    def fuse(self, matrix: np.ndarray) -> np.ndarray:
         """One score per candidate from its signal scores."""
         if matrix.shape[1] == 1:
             return matrix[:, 0]
-        weights = weights or self.weights
-        w = np.array([weights.get(s, 0.0) for s in self.signals])
-        if self.params.fusion == "rrf":
-            ranks = (-matrix).argsort(axis=0).argsort(axis=0)
-            return (w / (self.params.rrf_k + 1 + ranks)).sum(axis=1)
-        z = np.column_stack([_zscores(matrix[:, j]) for j in range(matrix.shape[1])])
-        return z @ w
+        return self.normalise(matrix) @ np.array([self.weights.get(s, 0.0) for s in self.signals])
 
     def search(
         self, question: str, k: int = 5, *, embedding: np.ndarray | None = None
@@ -489,17 +491,18 @@ def tune_weights(
     cases = []
     for n, i in enumerate(pick):
         ids, matrix = model.candidates(questions[i], None if embeddings is None else embeddings[n])
-        if truth[i] in ids:
-            cases.append((matrix, ids.index(truth[i])))
+        if truth[i] in ids:  # normalised once: only the weights change below
+            cases.append((model.normalise(matrix), ids.index(truth[i])))
         if on_progress is not None and n % 100 == 99:
             on_progress("tuning", n + 1, len(pick))
     best, best_mrr = dict(model.weights), -1.0
     rest = model.signals[1:]
     for combo in itertools.product(WEIGHT_GRID, repeat=len(rest)):
         weights = {model.signals[0]: 1.0, **dict(zip(rest, combo, strict=True))}
+        w = np.array([weights[s] for s in model.signals])
         mrr = 0.0
-        for matrix, right in cases:
-            scores = model.fuse(matrix, weights)
+        for normalised, right in cases:
+            scores = normalised @ w
             rank = int((scores > scores[right]).sum())
             mrr += 1.0 / (rank + 1) if rank < 10 else 0.0
         if mrr > best_mrr:

@@ -30,26 +30,31 @@ from taxonomist.api.uploads import jsonable
 from taxonomist.errors import InvalidParameterError
 from taxonomist.retrieval.corpus import explore, load_qa
 from taxonomist.retrieval.service import load_dataset
-from taxonomist.store import Job
+from taxonomist.store import Dataset, Job
 from taxonomist.store.accounts import audit
 
 router = APIRouter(prefix="/retrieval", tags=["retrieval"], responses=ERROR_RESPONSES)
 
 
+def _require_qa(ds: Dataset) -> None:
+    if ds.kind != "qa":
+        raise InvalidParameterError(
+            f"Dataset {ds.id} is a table, not a question-answer dataset: upload one "
+            "with POST /api/v1/retrieval/datasets."
+        )
+
+
 def _qa_dataset(svc: Any, user: Principal, dataset_id: int) -> tuple[str, dict[str, str]]:
     with svc.db.session() as s:
         ds = visible_dataset(s, user, dataset_id)
-        if ds.kind != "qa":
-            raise InvalidParameterError(
-                f"Dataset {dataset_id} is a table, not a question-answer dataset: upload one "
-                "with POST /api/v1/retrieval/datasets."
-            )
+        _require_qa(ds)
         return ds.path, dict(ds.roles)
 
 
-def _new_job(
-    svc: Any, user: Principal, kind: str, dataset_id: int, config: dict[str, Any]
+def _start_job(
+    svc: Any, user: Principal, kind: str, dataset_id: int, config: dict[str, Any], work: Any
 ) -> JobOut:
+    """A job row for ``work``, handed to the service's retrieval worker."""
     with svc.db.session() as s:
         job = Job(
             owner_id=user.id,
@@ -63,6 +68,7 @@ def _new_job(
         s.flush()
         audit(s, user.id, f"create_{kind}_job", "job", str(job.id), config)
         out = JobOut.model_validate(job)
+    svc.retrieval.submit(out.id, work)
     return out
 
 
@@ -120,9 +126,10 @@ def list_qa(user: UserDep, svc: ServicesDep) -> list[DatasetOut]:
     summary="A QA dataset with its validation report and exploration data",
 )
 def get_qa(dataset_id: int, user: UserDep, svc: ServicesDep) -> DatasetDetail:
-    _qa_dataset(svc, user, dataset_id)
     with svc.db.session() as s:
-        return DatasetDetail.model_validate(visible_dataset(s, user, dataset_id))
+        ds = visible_dataset(s, user, dataset_id)
+        _require_qa(ds)
+        return DatasetDetail.model_validate(ds)
 
 
 @router.post(
@@ -133,9 +140,8 @@ def get_qa(dataset_id: int, user: UserDep, svc: ServicesDep) -> DatasetDetail:
 )
 def map_job(dataset_id: int, body: RetrievalMap, user: UserDep, svc: ServicesDep) -> JobOut:
     path, roles = _qa_dataset(svc, user, dataset_id)
-    out = _new_job(svc, user, "retrieval_map", dataset_id, body.model_dump())
-    svc.retrieval.submit(out.id, svc.retrieval.map_work(path, roles, body.sample))
-    return out
+    work = svc.retrieval.map_work(path, roles, body.sample)
+    return _start_job(svc, user, "retrieval_map", dataset_id, body.model_dump(), work)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -148,22 +154,20 @@ def map_job(dataset_id: int, body: RetrievalMap, user: UserDep, svc: ServicesDep
     "sentences indexed. The model is saved under `name` only when whole.",
 )
 def build(body: RetrievalBuild, user: UserDep, svc: ServicesDep) -> JobOut:
-    path, roles = _qa_dataset(svc, user, body.dataset_id)
-    svc.retrieval.check_new_name(body.name, user.id, user.is_admin, body.replace)
     with svc.db.session() as s:
-        dataset_name = visible_dataset(s, user, body.dataset_id).name
+        ds = visible_dataset(s, user, body.dataset_id)
+        _require_qa(ds)
+        path, roles, dataset_name = ds.path, dict(ds.roles), ds.name
+    svc.retrieval.check_new_name(body.name, user.id, user.is_admin, body.replace)
     info = {
         "owner_id": user.id,
         "owner": user.username,
         "dataset_id": body.dataset_id,
         "dataset": dataset_name,
     }
-    out = _new_job(svc, user, "retrieval_build", body.dataset_id, body.model_dump(mode="json"))
-    svc.retrieval.submit(
-        out.id,
-        svc.retrieval.build_work(body.name, path, roles, body.params, info, body.replace),
-    )
-    return out
+    work = svc.retrieval.build_work(body.name, path, roles, body.params, info, body.replace)
+    config = body.model_dump(mode="json")
+    return _start_job(svc, user, "retrieval_build", body.dataset_id, config, work)
 
 
 @router.get(
@@ -262,6 +266,5 @@ def benchmark(
 def evaluate(model_id: str, body: RetrievalDatasetRef, user: UserDep, svc: ServicesDep) -> JobOut:
     svc.retrieval.meta(model_id, user.id, user.is_admin)
     path, roles = _qa_dataset(svc, user, body.dataset_id)
-    out = _new_job(svc, user, "retrieval_evaluate", body.dataset_id, {"model": model_id})
-    svc.retrieval.submit(out.id, svc.retrieval.evaluate_work(model_id, path, roles))
-    return out
+    work = svc.retrieval.evaluate_work(model_id, path, roles)
+    return _start_job(svc, user, "retrieval_evaluate", body.dataset_id, {"model": model_id}, work)
