@@ -77,6 +77,15 @@ def _open(page, name: str, title: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
 
 
+def _choose_file(page, path: Path) -> None:
+    """Put a file in the first uploader and wait until its upload has finished: a form submitted
+    while the chip still reads "Cancel upload of ..." goes without the file."""
+    from playwright.sync_api import expect
+
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    expect(page.get_by_role("button", name=f"Remove {path.name}")).to_be_visible(timeout=20_000)
+
+
 def _signed_in(p: Any, ui: str) -> tuple[Any, Any]:
     """Chromium on the UI, signed in as admin, on the Data page."""
     browser = p.chromium.launch(
@@ -111,7 +120,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         page.screenshot(path=str(SHOTS / "signed_in.png"))
 
         page.get_by_text("Upload a table").click()
-        page.locator("input[type=file]").first.set_input_files(str(data))
+        _choose_file(page, data)
         page.get_by_label("Target column (optional: the labels to learn)").fill("label")
         page.get_by_role("button", name="Upload and validate").click()
         expect(page.get_by_text("Stored as dataset")).to_be_visible(timeout=30_000)
@@ -149,7 +158,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         page.screenshot(path=str(SHOTS / "predict_input.png"), full_page=True)
 
         _open(page, "Predict from file", "Predict from file")
-        page.locator("input[type=file]").first.set_input_files(str(data))
+        _choose_file(page, data)
         page.get_by_role("button", name="Predict").click()
         expect(page.get_by_text(f"{len(toy)} rows predicted with model-1")).to_be_visible(
             timeout=30_000
@@ -182,7 +191,7 @@ def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
         _open(page, "Retrieval", "Retrieval")
 
         page.get_by_text("Upload a QA dataset", exact=True).click()
-        page.locator("input[type=file]").first.set_input_files(str(data))
+        _choose_file(page, data)
         page.get_by_role("button", name="Upload and validate").click()
         expect(page.get_by_text("Stored as QA dataset")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Most frequent stop words").first).to_be_visible(timeout=20_000)

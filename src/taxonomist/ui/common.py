@@ -13,6 +13,8 @@ from taxonomist.client import Client
 from taxonomist.errors import TaxonomistError
 
 API_URL_ENV = "TAXONOMIST_API_URL"
+# A form submitted before its file has finished uploading arrives without the file.
+NO_FILE_YET = "No file yet: choose one (and let its upload finish), then press the button."
 
 
 def api_url() -> str:

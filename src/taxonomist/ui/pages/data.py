@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import call, choose_dataset, signed_in
+from taxonomist.ui.common import NO_FILE_YET, call, choose_dataset, signed_in
 
 client = signed_in()
 st.title("Data")
@@ -18,6 +18,8 @@ with st.expander("Upload a table", expanded=False):
         file = st.file_uploader("CSV, TSV, Parquet or JSON Lines", type=None)
         target = st.text_input("Target column (optional: the labels to learn)")
         submitted = st.form_submit_button("Upload and validate")
+    if submitted and file is None:
+        st.warning(NO_FILE_YET)
     if submitted and file is not None:
         with st.spinner("Uploading and validating ..."):
             result = call(

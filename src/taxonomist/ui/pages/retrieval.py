@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import call, signed_in
+from taxonomist.ui.common import NO_FILE_YET, call, signed_in
 
 client = signed_in()
 st.title("Retrieval")
@@ -67,6 +67,8 @@ with data_tab:
             question_col = c2.text_input("Question column (tables)", "question")
             answer_col = c3.text_input("Answer column (tables, optional)", "answer")
             submitted = st.form_submit_button("Upload and validate")
+        if submitted and file is None:
+            st.warning(NO_FILE_YET)
         if submitted and file is not None:
             with st.spinner("Uploading and validating ..."):
                 result = call(
