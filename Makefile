@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/core.py
 	$(PY) bench/api.py
 	$(PY) bench/retrieval.py
+	$(PY) bench/contention.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-output

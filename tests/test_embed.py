@@ -50,3 +50,18 @@ def test_english_uses_minilm_when_torch_is_installed() -> None:
     assert E.shape == (3, 384)
     assert float(E[0] @ E[1]) > float(E[0] @ E[2]) + 0.2
     assert encoder_for_language("fr").name == "use"
+
+
+@pytest.mark.torch
+def test_one_text_takes_the_one_thread_path_to_the_same_vector() -> None:
+    """A question asked now runs MiniLM as a compiled graph on one thread: the same vector as
+    the batch path, and the caller's thread count is as it was."""
+    import torch
+
+    enc = encoder_for_language("en")
+    batch = enc.encode([PAIRS[0][0], PAIRS[0][1]])
+    threads = torch.get_num_threads()
+    for i, text in enumerate(PAIRS[0]):
+        one = enc.encode([text])
+        assert float(one[0] @ batch[i]) > 0.9999
+    assert torch.get_num_threads() == threads
