@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from taxonomist.client import Client
 from taxonomist.ui import APP
+from taxonomist.ui.common import NO_FILE_YET
 from tests.conftest import serve_in_thread
 
 PASSWORD = "ui-admin-1"
@@ -69,6 +70,8 @@ def test_data_page_shows_the_report_overview_and_charts(api: str) -> None:
     next(b for b in at.button if b.label == "Draw the map").click().run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 5  # and the map
+    next(b for b in at.button if b.label == "Upload and validate").click().run()
+    assert [w.value for w in at.warning] == [NO_FILE_YET]  # submitted with no file: says so
 
 
 def test_train_page_lists_the_datasets_and_its_form(api: str) -> None:
@@ -141,6 +144,8 @@ def test_retrieval_page_reports_explores_and_answers(api: str) -> None:
     assert not at.exception, at.exception
     assert at.title[0].value == "Retrieval"
     assert any("No QA dataset yet" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Upload and validate").click().run()
+    assert NO_FILE_YET in [w.value for w in at.warning]
     with Client.login(api, "admin", PASSWORD) as admin:
         ds = admin.upload_qa(small_squad(), filename="squad.json")["dataset"]["id"]
         job = admin.build_retrieval("ui-qa", ds, method="bm25")
