@@ -96,16 +96,18 @@ def train_linear(home: Path) -> dict:
     from taxonomist.config import Settings
     from taxonomist.demo import DEMO_TARGET, demo_data_path
     from taxonomist.models.train import train
+    from taxonomist.registry import Registry
 
     settings = Settings(home=home)
     result = train(
         demo_data_path(),
-        DEMO_TARGET,
+        target=DEMO_TARGET,
         trials=3,
         families=["linear_svm"],
         name="demo-linear",
         settings=settings,
     )
+    result.register(Registry(settings))
     return {"version": result.version, "f1_macro": result.metrics["f1_macro"]}
 
 

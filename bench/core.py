@@ -129,7 +129,7 @@ def run_one(name: str, budget: float) -> dict:
     base = _baseline(train, test, target, schema)
     base_scores = _scores(test[target], base["proba"], base["classes"], binary)
 
-    result = train_model(train, target, time_budget=budget, register=False)
+    result = train_model(train, target=target, time_budget=budget)
     model = result.model
     start = time.perf_counter()
     proba = model.predict_proba(test)
@@ -141,7 +141,7 @@ def run_one(name: str, budget: float) -> dict:
     record = test.iloc[0][model.feature_columns].to_dict()
     one_ms = single_record_ms(model, record, repeats=51)
 
-    linear = train_model(train, target, trials=3, families=["linear_svm"], register=False)
+    linear = train_model(train, target=target, trials=3, families=["linear_svm"])
     big = test if len(test) >= 5000 else test.sample(5000, replace=True, random_state=0)
     linear.model.predict_proba(big.head(100))
     start = time.perf_counter()

@@ -1,10 +1,34 @@
+"""Shared fixtures and factories.
+
+The running service comes in two forms, each one module-scoped fixture over the same settings
+(`api_settings`: a fresh home, the admin password `ADMIN_PASSWORD`): `api`, a `TestClient`
+over `create_app`, and `live_server`, the app served by uvicorn in a thread (for the Python
+client, the UI, Prometheus and schemathesis). A module uses one of the two (both would be two
+apps on one home) and overrides `settings_overrides` to change settings. The factories below
+(`login_headers`, `new_member`, `upload_table`, `wait_job`, ...) take the client as their
+first argument, so they also work on the extra clients some tests start.
+"""
+
 from __future__ import annotations
 
+import io
+import json
 import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from taxonomist.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TAXONOMIST_SHARED", ROOT.parent / "shared")) / "data"
@@ -102,28 +126,177 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     admin.dispose()
 
 
-def serve_in_thread(app: object) -> tuple[str, object, object]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; wait until ready."""
-    import socket
+# -- the running service ---------------------------------------------------------------------
+ADMIN_PASSWORD = "admin-password-1"  # the first admin's, in every app the tests start
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(app: object) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL once
+    ``/ready`` answers 200, and stop the server when the block ends."""
     import threading
-    import time
 
     import httpx
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server at {url} did not become ready in 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_ready(client: TestClient, timeout: float = 60) -> None:
+    """Wait until the app answers ``/ready`` with 200 (its database and Dask engine are up)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return url, server, thread
-        except httpx.TransportError:
-            pass
+        if client.get("/ready").status_code == 200:
+            return
         time.sleep(0.2)
-    raise AssertionError("the server did not become ready")
+    raise AssertionError(f"not ready after {timeout} s: {client.get('/ready').json()}")
+
+
+@contextmanager
+def api_client(settings: Settings) -> Iterator[TestClient]:
+    """A ``TestClient`` over ``create_app(settings)``, started and ready. Server exceptions
+    come back as 500 responses, as a real client would see them."""
+    from fastapi.testclient import TestClient
+
+    from taxonomist.api import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, Any]:
+    """Settings fields the module's app changes from the defaults; a module overrides this
+    fixture, e.g. to return ``{"max_upload_mb": 3}``."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def api_settings(
+    tmp_path_factory: pytest.TempPathFactory, settings_overrides: dict[str, Any]
+) -> Iterator[Settings]:
+    """The settings of the module's app: a fresh home, the admin password `ADMIN_PASSWORD`,
+    and the module's `settings_overrides`."""
+    from taxonomist.config import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        yield Settings(
+            home=tmp_path_factory.mktemp("api-home"),
+            admin_password=ADMIN_PASSWORD,
+            **settings_overrides,
+        )
+
+
+@pytest.fixture(scope="module")
+def api(api_settings: Settings) -> Iterator[TestClient]:
+    """The module's app in a `TestClient` (see `api_client`), shared by the module's tests."""
+    with api_client(api_settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def live_server(api_settings: Settings) -> Iterator[str]:
+    """The module's app served by uvicorn on a loopback port (see `serving`); its base URL."""
+    from taxonomist.api import create_app
+
+    with serving(create_app(api_settings)) as url:
+        yield url
+
+
+# -- factories over a client -----------------------------------------------------------------
+def login_headers(client: TestClient, username: str, password: str) -> dict[str, str]:
+    """Sign in; the ``Authorization`` header of the new session."""
+    r = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def admin_headers(client: TestClient) -> dict[str, str]:
+    """A new session of the first admin."""
+    return login_headers(client, "admin", ADMIN_PASSWORD)
+
+
+def new_member(client: TestClient) -> tuple[dict[str, str], int]:
+    """A new member with a unique name, created by the admin: their headers and user id."""
+    name = f"user-{uuid.uuid4().hex[:8]}"
+    r = client.post(
+        "/api/v1/users",
+        json={"username": name, "password": "password-123"},
+        headers=admin_headers(client),
+    )
+    assert r.status_code == 201, r.text
+    return login_headers(client, name, "password-123"), r.json()["id"]
+
+
+def upload_table(client: TestClient, headers: dict[str, str], df: pd.DataFrame, **form: str) -> Any:
+    """Upload ``df`` as CSV to ``POST /api/v1/datasets`` with ``form`` fields; the response."""
+    buf = io.BytesIO(df.to_csv(index=False).encode())
+    return client.post(
+        "/api/v1/datasets",
+        files={"file": ("data.csv", buf, "text/csv")},
+        data=form,
+        headers=headers,
+    )
+
+
+def wait_job(
+    client: TestClient,
+    headers: dict[str, str],
+    job_id: int,
+    states: set[str],
+    timeout: float = 240,
+) -> dict[str, Any]:
+    """Poll a job until its state is one of ``states``; the job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job['state']}: {job}")
+
+
+def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert ``r`` is the API's error body with ``status`` (and ``code``); its ``error``."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"])
+    assert body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def small_squad(n_passages: int = 40) -> bytes:
+    """The first passages of the shared SQuAD sample, as SQuAD JSON."""
+    data = json.loads(shared("squad/squad_v2_part1.json").read_text())
+    paragraphs = [p for article in data["data"] for p in article["paragraphs"]][:n_passages]
+    return json.dumps({"data": [{"title": "sample", "paragraphs": paragraphs}]}).encode()

@@ -4,6 +4,7 @@ training jobs and the MLflow registry, driven over HTTP."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import uuid
@@ -14,92 +15,33 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import DATA
+from taxonomist.config import Settings
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    DATA,
+    admin_headers,
+    api_client,
+    assert_error,
+    login_headers,
+    new_member,
+    upload_table,
+    wait_job,
+    wait_ready,
+)
 
-ADMIN_PASSWORD = "admin-password-1"
 PUBLIC = {"/health", "/ready", "/metrics"}
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
-
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    home = tmp_path_factory.mktemp("api-home")
-    settings = Settings(home=home, admin_password=ADMIN_PASSWORD, max_upload_mb=3)
-    app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        _wait_ready(client)
-        client.settings = settings  # type: ignore[attr-defined]
-        yield client
-
-
-def _wait_ready(client: TestClient, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/ready").status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not ready: {client.get('/ready').json()}")
-
-
-def login(api: TestClient, username: str, password: str) -> dict[str, str]:
-    r = api.post("/api/v1/auth/login", json={"username": username, "password": password})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def admin(api: TestClient) -> dict[str, str]:
-    return login(api, "admin", ADMIN_PASSWORD)
-
-
-def member(api: TestClient) -> tuple[dict[str, str], int]:
-    name = f"user-{uuid.uuid4().hex[:8]}"
-    r = api.post(
-        "/api/v1/users", json={"username": name, "password": "password-123"}, headers=admin(api)
-    )
-    assert r.status_code == 201, r.text
-    return login(api, name, "password-123"), r.json()["id"]
-
-
-def assert_error(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"])
-    assert body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-def upload(api: TestClient, headers: dict[str, str], df: pd.DataFrame, **form: str) -> Any:
-    buf = io.BytesIO(df.to_csv(index=False).encode())
-    return api.post(
-        "/api/v1/datasets",
-        files={"file": ("data.csv", buf, "text/csv")},
-        data=form,
-        headers=headers,
-    )
-
-
-def wait_job(
-    api: TestClient, headers: dict[str, str], job_id: int, states: set[str], timeout: float = 240
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job['state']}: {job}")
+def settings_overrides() -> dict[str, Any]:
+    return {"max_upload_mb": 3}  # test_too_large_uploads_are_413 sends 4.2 MB
 
 
 @pytest.fixture(scope="module")
 def trained(api: TestClient, toy: pd.DataFrame) -> dict[str, Any]:
     """A member who uploaded the toy table and trained model 'toy-<id>' on it."""
-    headers, user_id = member(api)
-    r = upload(api, headers, toy, target="label", name="toy")
+    headers, user_id = new_member(api)
+    r = upload_table(api, headers, toy, target="label", name="toy")
     assert r.status_code == 201, r.text
     dataset_id = r.json()["dataset"]["id"]
     name = f"toy-{uuid.uuid4().hex[:6]}"
@@ -159,7 +101,7 @@ def test_login_tokens_and_logout(api: TestClient) -> None:
     assert_error(
         api.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"}), 401
     )
-    headers, _ = member(api)
+    headers, _ = new_member(api)
     me = api.get("/api/v1/auth/me", headers=headers).json()
     assert me["role"] == "member" and not me["disabled"]
     r = api.post(
@@ -179,14 +121,14 @@ def test_login_tokens_and_logout(api: TestClient) -> None:
 
 
 def test_users_are_managed_by_admins_only(api: TestClient) -> None:
-    headers, user_id = member(api)
+    headers, user_id = new_member(api)
     body = {"username": "eve-x", "password": "password-123"}
     assert_error(api.post("/api/v1/users", json=body, headers=headers), 403, "forbidden")
     assert_error(api.get("/api/v1/users", headers=headers), 403)
     assert_error(
         api.patch(f"/api/v1/users/{user_id}", json={"role": "admin"}, headers=headers), 403
     )
-    a = admin(api)
+    a = admin_headers(api)
     assert api.post("/api/v1/users", json=body, headers=a).status_code == 201
     assert_error(api.post("/api/v1/users", json=body, headers=a), 409, "conflict")
     assert_error(
@@ -206,9 +148,11 @@ MALFORMED = sorted(p.name for p in (DATA / "malformed").iterdir())
 
 
 @pytest.mark.parametrize("filename", MALFORMED)
-def test_unusable_uploads_are_4xx_and_nothing_is_stored(api: TestClient, filename: str) -> None:
-    headers, _ = member(api)
-    folder = Path(api.settings.datasets_dir)  # type: ignore[attr-defined]
+def test_unusable_uploads_are_4xx_and_nothing_is_stored(
+    api: TestClient, api_settings: Settings, filename: str
+) -> None:
+    headers, _ = new_member(api)
+    folder = Path(api_settings.datasets_dir)
     before = set(folder.iterdir()) if folder.exists() else set()
     with (DATA / "malformed" / filename).open("rb") as f:
         r = api.post(
@@ -229,7 +173,7 @@ def test_unusable_uploads_are_4xx_and_nothing_is_stored(api: TestClient, filenam
 
 
 def test_too_large_uploads_are_413(api: TestClient) -> None:
-    headers, _ = member(api)
+    headers, _ = new_member(api)
     big = io.BytesIO(b"text,label\n" + b"hello world,a\n" * 300_000)  # 4.2 MB > 3 MB
     r = api.post("/api/v1/datasets", files={"file": ("big.csv", big)}, headers=headers)
     assert_error(r, 413, "payload_too_large")
@@ -239,8 +183,8 @@ def test_too_large_uploads_are_413(api: TestClient) -> None:
 def test_dataset_roles_can_be_edited_then_downloaded_and_deleted(
     api: TestClient, toy: pd.DataFrame
 ) -> None:
-    headers, _ = member(api)
-    r = upload(api, headers, toy)  # no target yet
+    headers, _ = new_member(api)
+    r = upload_table(api, headers, toy)  # no target yet
     assert r.status_code == 201
     body = r.json()
     ds = body["dataset"]["id"]
@@ -302,7 +246,7 @@ def test_dataset_roles_can_be_edited_then_downloaded_and_deleted(
 
 
 def test_wrong_json_types_are_422_with_the_field(api: TestClient) -> None:
-    headers, _ = member(api)
+    headers, _ = new_member(api)
     r = api.post("/api/v1/jobs", json={"dataset_id": "one", "model_name": "x"}, headers=headers)
     err = assert_error(r, 422, "invalid_request")
     assert "dataset_id" in err["message"]
@@ -416,6 +360,68 @@ def test_prediction_input_errors_are_4xx(api: TestClient, trained: dict[str, Any
     assert_error(post({"model": name, "records": [1, 2]}), 422)
 
 
+def test_jobs_are_listed_by_state(api: TestClient, trained: dict[str, Any]) -> None:
+    headers, job_id = trained["headers"], trained["job"]["id"]
+
+    def listed(state: str) -> list[int]:
+        r = api.get("/api/v1/jobs", params={"state": state}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [j["id"] for j in r.json()]
+
+    assert job_id in listed("succeeded") and job_id not in listed("running")
+    err = assert_error(api.get("/api/v1/jobs", params={"state": "done"}, headers=headers), 422)
+    assert "'succeeded'" in err["message"]  # the states come from JobState
+
+
+def test_records_missing_columns_are_predicted_with_warnings(
+    api: TestClient, trained: dict[str, Any], toy: pd.DataFrame
+) -> None:
+    headers, name = trained["headers"], trained["model"]
+    post = lambda records: api.post(  # noqa: E731
+        "/api/v1/predict", json={"model": name, "records": records}, headers=headers
+    )
+    record = toy.drop(columns="label").iloc[0].to_dict()
+    whole = post(record)
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["warnings"] == []
+    # Columns no record has are predicted as missing values, and said so.
+    r = post({"title": record["title"]})
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["predictions"]
+    assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
+    (warning,) = r.json()["warnings"]
+    assert "missing" in warning and warning.endswith(": store, price.")
+    # A column present in one record of a batch is not missing.
+    r = post([{"title": record["title"]}, {"title": "bank loan", "store": "eu"}])
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+    (warning,) = r.json()["warnings"]
+    assert warning.endswith(": price.")
+    # Unknown columns are ignored (the prediction is the whole record's), and said so.
+    r = post({**record, "colour": "red", "size": 3})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == whole.json()["predictions"]
+    (warning,) = r.json()["warnings"]
+    assert "ignored" in warning and warning.endswith(": colour, size.")
+    # None of the model's columns: nothing to predict from.
+    err = assert_error(post({"colour": "red"}), 422, "schema_mismatch")
+    assert "title" in err["message"]
+    # A file says so in a header (a JSON list), and only when there is something to say.
+    for frame, warned in ((toy.drop(columns="label"), False), (toy[["title"]], True)):
+        r = api.post(
+            "/api/v1/predict/file",
+            files={"file": ("rows.csv", frame.to_csv(index=False).encode())},
+            data={"model": name},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        assert len(pd.read_csv(io.BytesIO(r.content))) == len(toy)
+        header = r.headers.get("X-Taxonomist-Warnings")
+        assert (header is not None) == warned
+        if warned:
+            (warning,) = json.loads(header)
+            assert warning.endswith(": store, price.")
+
+
 def test_models_can_be_inspected_loaded_aliased_and_unloaded(
     api: TestClient, trained: dict[str, Any]
 ) -> None:
@@ -444,8 +450,8 @@ def test_models_can_be_inspected_loaded_aliased_and_unloaded(
 def test_members_never_see_or_touch_others_resources(
     api: TestClient, trained: dict[str, Any]
 ) -> None:
-    other, _ = member(api)
-    a = admin(api)
+    other, _ = new_member(api)
+    a = admin_headers(api)
     ds, job, name = trained["dataset_id"], trained["job"]["id"], trained["model"]
     owner = trained["headers"]
     calls = [
@@ -485,7 +491,7 @@ def test_members_never_see_or_touch_others_resources(
         assert api.request(method, url, headers=other).status_code in (403, 404), url
     r = api.post("/api/v1/jobs", json={"dataset_id": ds, "model_name": "steal"}, headers=other)
     assert_error(r, 404)
-    own = upload(
+    own = upload_table(
         api, other, pd.DataFrame({"t": ["a b", "c d"] * 10, "y": ["p", "q"] * 10}), target="y"
     ).json()["dataset"]["id"]
     r = api.post("/api/v1/jobs", json={"dataset_id": own, "model_name": name}, headers=other)
@@ -496,8 +502,8 @@ def test_members_never_see_or_touch_others_resources(
 def test_queue_cancel_and_a_dead_worker(api: TestClient, toy: pd.DataFrame) -> None:
     import signal
 
-    headers, _ = member(api)
-    ds = upload(api, headers, toy, target="label").json()["dataset"]["id"]
+    headers, _ = new_member(api)
+    ds = upload_table(api, headers, toy, target="label").json()["dataset"]["id"]
     start = lambda name: api.post(  # noqa: E731
         "/api/v1/jobs",
         json={"dataset_id": ds, "model_name": name, "time_budget": 120},
@@ -531,19 +537,18 @@ def test_queue_cancel_and_a_dead_worker(api: TestClient, toy: pd.DataFrame) -> N
         os.kill(pid, signal.SIGKILL)
     job = wait_job(api, headers, third, {"failed", "succeeded", "cancelled"}, timeout=60)
     assert job["state"] == "failed" and "worker" in job["error"], job
-    _wait_ready(api)
+    wait_ready(api)
 
 
 def test_a_restarted_service_shows_every_job_and_fails_orphans(
-    api: TestClient, toy: pd.DataFrame
+    api: TestClient, api_settings: Settings, toy: pd.DataFrame
 ) -> None:
     from sqlalchemy import update
 
-    from taxonomist.api import create_app
     from taxonomist.store import Job
 
-    headers, _ = member(api)
-    ds = upload(api, headers, toy, target="label").json()["dataset"]["id"]
+    headers, _ = new_member(api)
+    ds = upload_table(api, headers, toy, target="label").json()["dataset"]["id"]
     job = api.post(
         "/api/v1/jobs",
         json={"dataset_id": ds, "model_name": "orphan", "time_budget": 60},
@@ -554,10 +559,9 @@ def test_a_restarted_service_shows_every_job_and_fails_orphans(
     svc = api.app.state.services
     with svc.db.session() as s:  # as if the service had died while the job ran
         s.execute(update(Job).where(Job.id == job).values(state="running"))
-    before = {j["id"] for j in api.get("/api/v1/jobs", headers=admin(api)).json()}
-    with TestClient(create_app(api.settings), raise_server_exceptions=False) as again:
-        _wait_ready(again)
-        a = login(again, "admin", ADMIN_PASSWORD)
+    before = {j["id"] for j in api.get("/api/v1/jobs", headers=admin_headers(api)).json()}
+    with api_client(api_settings) as again:
+        a = login_headers(again, "admin", ADMIN_PASSWORD)
         assert {j["id"] for j in again.get("/api/v1/jobs", headers=a).json()} == before
         orphan = again.get(f"/api/v1/jobs/{job}", headers=a).json()
         assert orphan["state"] == "failed" and "service stopped" in orphan["error"]
@@ -569,8 +573,6 @@ def test_the_service_runs_on_postgresql(tmp_path: Path, toy: pd.DataFrame) -> No
     its Dask worker reports on, and the audit log."""
     from sqlalchemy import create_engine, text
 
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
     from tests.conftest import _postgres_url
 
     server = _postgres_url()
@@ -581,10 +583,9 @@ def test_the_service_runs_on_postgresql(tmp_path: Path, toy: pd.DataFrame) -> No
     url = server.rsplit("/", 1)[0] + f"/{name}"
     settings = Settings(home=tmp_path / "home", admin_password=ADMIN_PASSWORD, database_url=url)
     try:
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            _wait_ready(client)
-            headers, _ = member(client)
-            ds = upload(client, headers, toy, target="label").json()["dataset"]["id"]
+        with api_client(settings) as client:
+            headers, _ = new_member(client)
+            ds = upload_table(client, headers, toy, target="label").json()["dataset"]["id"]
             r = client.post(
                 "/api/v1/jobs",
                 json={

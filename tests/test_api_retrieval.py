@@ -4,39 +4,20 @@ benchmark, quality test, removal; with the same auth and error rules as the rest
 from __future__ import annotations
 
 import io
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import shared
-from tests.test_api import ADMIN_PASSWORD, _wait_ready, admin, assert_error, member, wait_job
+from taxonomist.config import Settings
+from tests.conftest import admin_headers, assert_error, new_member, small_squad, wait_job
 
 API = "/api/v1/retrieval"
 
 
-def small_squad(n_passages: int = 40) -> bytes:
-    """The first passages of the shared SQuAD sample, as SQuAD JSON."""
-    data = json.loads(shared("squad/squad_v2_part1.json").read_text())
-    paragraphs = [p for article in data["data"] for p in article["paragraphs"]][:n_passages]
-    return json.dumps({"data": [{"title": "sample", "paragraphs": paragraphs}]}).encode()
-
-
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
-
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    home = tmp_path_factory.mktemp("retrieval-home")
-    app = create_app(Settings(home=home, admin_password=ADMIN_PASSWORD, max_upload_mb=3))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        _wait_ready(client)
-        client.home = home  # type: ignore[attr-defined]
-        yield client
+def settings_overrides() -> dict[str, Any]:
+    return {"max_upload_mb": 3}
 
 
 def upload_qa(
@@ -53,7 +34,7 @@ def upload_qa(
 @pytest.fixture(scope="module")
 def built(api: TestClient) -> dict[str, Any]:
     """A member's QA dataset and a BM25 model 'qa-bm25' built on it."""
-    headers, user_id = member(api)
+    headers, user_id = new_member(api)
     r = upload_qa(api, headers, small_squad(), "squad.json", name="squad sample")
     assert r.status_code == 201, r.text
     dataset_id = r.json()["dataset"]["id"]
@@ -116,19 +97,20 @@ def test_a_table_with_chosen_columns(api: TestClient, built: dict[str, Any]) -> 
 )
 def test_bad_qa_uploads_are_refused_and_not_stored(
     api: TestClient,
+    api_settings: Settings,
     content: bytes,
     filename: str,
     form: dict[str, str],
     status: int,
     needle: str | None,
 ) -> None:
-    h, _ = member(api)
-    before = sorted(p.name for p in (api.home / "datasets").glob("*"))  # type: ignore[attr-defined]
+    h, _ = new_member(api)
+    before = sorted(p.name for p in api_settings.datasets_dir.glob("*"))
     r = upload_qa(api, h, content, filename, **form)
     err = assert_error(r, status)
     if needle:
         assert needle in err["message"]
-    assert sorted(p.name for p in (api.home / "datasets").glob("*")) == before  # type: ignore[attr-defined]
+    assert sorted(p.name for p in api_settings.datasets_dir.glob("*")) == before
     assert api.get(f"{API}/datasets", headers=h).json() == []
 
 
@@ -182,7 +164,7 @@ def test_map_job(api: TestClient, built: dict[str, Any]) -> None:
 
 def test_bad_requests_and_other_users(api: TestClient, built: dict[str, Any]) -> None:
     h, ds = built["headers"], built["dataset_id"]
-    other, _ = member(api)
+    other, _ = new_member(api)
     # Another member sees neither the model nor the dataset, and cannot take the name.
     assert_error(
         api.post(f"{API}/models/qa-bm25/search", json={"question": "x"}, headers=other), 404
@@ -218,7 +200,7 @@ def test_a_cancelled_build_leaves_no_model(api: TestClient, built: dict[str, Any
     assert_error(api.get(f"{API}/models/cancelled", headers=h), 404)
 
 
-def test_remove_one_and_all(api: TestClient, built: dict[str, Any]) -> None:
+def test_remove_one_and_all(api: TestClient, api_settings: Settings, built: dict[str, Any]) -> None:
     h, ds = built["headers"], built["dataset_id"]
     for name in ("gone-1", "gone-2"):
         body = {"name": name, "dataset_id": ds, "params": {"method": "bm25", "sentences": False}}
@@ -226,6 +208,6 @@ def test_remove_one_and_all(api: TestClient, built: dict[str, Any]) -> None:
         assert wait_job(api, h, job["id"], {"succeeded", "failed"})["state"] == "succeeded"
     assert api.delete(f"{API}/models/gone-1", headers=h).status_code == 204
     assert_error(api.get(f"{API}/models/gone-1", headers=h), 404)
-    assert api.delete(f"{API}/models", headers=admin(api)).json()["removed"] >= 2
+    assert api.delete(f"{API}/models", headers=admin_headers(api)).json()["removed"] >= 2
     assert api.get(f"{API}/models", headers=h).json() == []
-    assert list((Path(api.home) / "retrieval" / "collections").iterdir()) == []  # type: ignore[attr-defined]
+    assert list((api_settings.home / "retrieval" / "collections").iterdir()) == []

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +16,31 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, serve_in_thread
+from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, small_squad
 
-PASSWORD = "browser-admin-1"
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "browser"
 RENDER_SECONDS: dict[str, float] = {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> str:
+def chromium() -> str:
+    """Debian's Chromium; without it the tests are skipped (fail where CI requires it)."""
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("TAXONOMIST_REQUIRE_BROWSER"):
             pytest.fail("TAXONOMIST_REQUIRE_BROWSER is set but Chromium is not installed")
         pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
+    return CHROMIUM
+
+
+# `chromium` comes first so that a missing browser skips before the API starts.
+@pytest.fixture(scope="module")
+def ui(chromium: str, live_server: str) -> Iterator[str]:
+    """The Streamlit UI, on a free port, over the live API; its URL."""
     from taxonomist.ui import streamlit_command
 
-    home = tmp_path_factory.mktemp("browser-home")
-    api_url, server, thread = serve_in_thread(
-        create_app(Settings(home=home, admin_password=PASSWORD))
-    )
-    port = _free_port()
-    command, env = streamlit_command(api_url, "127.0.0.1", port)
+    port = free_port()
+    command, env = streamlit_command(live_server, "127.0.0.1", port)
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -61,8 +56,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> str:
     yield url
     process.terminate()
     process.wait(timeout=30)
-    server.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=30)  # type: ignore[attr-defined]
     print("page render seconds:", RENDER_SECONDS)
 
 
@@ -103,7 +96,7 @@ def _signed_in(p: Any, ui: str) -> tuple[Any, Any]:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(ui)
     page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Data").wait_for(timeout=20_000)
     return browser, page
@@ -181,8 +174,6 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
 def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
     """Upload a QA dataset, explore it, build a model, ask, benchmark, test its quality."""
     from playwright.sync_api import expect, sync_playwright
-
-    from tests.test_api_retrieval import small_squad
 
     data = tmp_path / "squad.json"
     data.write_bytes(small_squad())

@@ -12,28 +12,14 @@ from typer.testing import CliRunner
 
 from taxonomist import errors
 from taxonomist.client import Client
-from tests.conftest import DATA, serve_in_thread
-
-PASSWORD = "client-admin-1"
+from tests.conftest import ADMIN_PASSWORD, DATA, small_squad
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
-
-    home = tmp_path_factory.mktemp("client-home")
-    url, srv, thread = serve_in_thread(create_app(Settings(home=home, admin_password=PASSWORD)))
-    yield url
-    srv.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=30)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
-def alice(server: str) -> Client:
-    with Client.login(server, "admin", PASSWORD) as admin:
+def alice(live_server: str) -> Client:
+    with Client.login(live_server, "admin", ADMIN_PASSWORD) as admin:
         admin.create_user("alice", "alice-password")
-    client = Client.login(server, "alice", "alice-password")
+    client = Client.login(live_server, "alice", "alice-password")
     yield client
     client.close()
 
@@ -60,11 +46,11 @@ def test_client_trains_and_predicts_end_to_end(alice: Client, toy: pd.DataFrame,
     assert alice.download_dataset(ds, tmp_path / "back.csv").read_text() == toy.to_csv(index=False)
 
 
-def test_client_raises_the_packages_exceptions(server: str, alice: Client) -> None:
+def test_client_raises_the_packages_exceptions(live_server: str, alice: Client) -> None:
     with pytest.raises(errors.ModelNotFoundError, match="visible to you"):
         alice.predict("nobody", {"title": "x"})
     with pytest.raises(errors.AuthenticationError, match="Wrong username or password"):
-        Client.login(server, "alice", "wrong")
+        Client.login(live_server, "alice", "wrong")
     with pytest.raises(errors.PermissionDeniedError):
         alice.list_users()
     with pytest.raises(errors.DataError) as info:
@@ -74,14 +60,14 @@ def test_client_raises_the_packages_exceptions(server: str, alice: Client) -> No
         Client("http://127.0.0.1:9", "t").health()
 
 
-def test_cli_remote_mode(server: str, alice: Client, toy: pd.DataFrame, tmp_path) -> None:
+def test_cli_remote_mode(live_server: str, alice: Client, toy: pd.DataFrame, tmp_path) -> None:
     from taxonomist.cli import app
 
     token = alice.create_token("cli")["token"]
     data = tmp_path / "toy.csv"
     toy.to_csv(data, index=False)
     runner = CliRunner()
-    remote = ["--remote", server, "--token", token]
+    remote = ["--remote", live_server, "--token", token]
     r = runner.invoke(
         app,
         [
@@ -105,15 +91,14 @@ def test_cli_remote_mode(server: str, alice: Client, toy: pd.DataFrame, tmp_path
     assert r.exit_code == 0 and json.loads(r.stdout)["n"] == len(toy)
     r = runner.invoke(app, ["models", "show", "toy-cli", "--json", *remote])
     assert json.loads(r.stdout)["classes"] == ["cooking", "finance", "sport"]
-    r = runner.invoke(app, ["models", "list", "--remote", server])
+    r = runner.invoke(app, ["models", "list", "--remote", live_server])
     assert r.exit_code == 2 and "needs a token" in r.output
     r = runner.invoke(app, ["models", "show", "nope", *remote])
     assert r.exit_code == 2 and "visible to you" in r.output
 
 
-def test_client_and_cli_cover_retrieval(server: str, alice: Client, tmp_path) -> None:
+def test_client_and_cli_cover_retrieval(live_server: str, alice: Client, tmp_path) -> None:
     from taxonomist.cli import app
-    from tests.test_api_retrieval import small_squad
 
     path = tmp_path / "squad.json"
     path.write_bytes(small_squad())
@@ -137,7 +122,7 @@ def test_client_and_cli_cover_retrieval(server: str, alice: Client, tmp_path) ->
         alice.build_retrieval("sq", ds)
 
     token = alice.create_token("cli-retrieval")["token"]
-    remote = ["--remote", server, "--token", token]
+    remote = ["--remote", live_server, "--token", token]
     runner = CliRunner()
     r = runner.invoke(
         app,

@@ -182,7 +182,7 @@ def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) ->
     from taxonomist.features.columns import ColumnView
     from taxonomist.models.train import train
 
-    model = train(toy, "label", trials=2, families=["linear_svm", "logreg"], register=False).model
+    model = train(toy, target="label", trials=2, families=["linear_svm", "logreg"]).model
     records = [
         {"title": "pasta recipe with garlic", "store": "eu", "price": 3.0},
         {"title": "", "store": "mars", "price": None},  # unseen level, empty text, no price
@@ -209,7 +209,7 @@ def test_fast_path_with_integer_codes_and_no_text() -> None:
         }
     )
     table["click"] = np.where((table["slot"] % 2 == 0) ^ (table["site"] == "a1"), "yes", "no")
-    model = train(table, "click", trials=1, families=["logreg"], register=False).model
+    model = train(table, target="click", trials=1, families=["logreg"]).model
     assert "num_codes" in model.blocks.fitted
     records = [
         {"slot": 2, "site": "a1", "size": 0.3},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,12 +12,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import serve_in_thread
-
-PASSWORD = "prom-admin-1"
+from tests.conftest import ADMIN_PASSWORD, free_port
 
 
-def _prometheus() -> str:
+@pytest.fixture(scope="module")
+def prometheus() -> str:
+    """The prometheus binary; without one the test is skipped (fails where CI requires it)."""
     binary = shutil.which("prometheus")
     if binary is None:
         if os.environ.get("TAXONOMIST_REQUIRE_PROMETHEUS"):
@@ -27,22 +26,14 @@ def _prometheus() -> str:
     return binary
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_prometheus_scrapes_requests_and_predictions(tmp_path: Path, toy: pd.DataFrame) -> None:
-    from taxonomist.api import create_app
+# `prometheus` comes first so that a missing binary skips before the server starts.
+def test_prometheus_scrapes_requests_and_predictions(
+    prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
+) -> None:
     from taxonomist.client import Client
-    from taxonomist.config import Settings
 
-    binary = _prometheus()
-    url, server, thread = serve_in_thread(
-        create_app(Settings(home=tmp_path / "home", admin_password=PASSWORD))
-    )
-    client = Client.login(url, "admin", PASSWORD)
+    url = live_server
+    client = Client.login(url, "admin", ADMIN_PASSWORD)
     ds = client.upload_dataset(toy, target="label")["dataset"]["id"]
     job = client.wait_job(
         client.start_job(ds, "toy", trials=1, families=["complement_nb"])["id"],
@@ -53,7 +44,7 @@ def test_prometheus_scrapes_requests_and_predictions(tmp_path: Path, toy: pd.Dat
     client.predict("toy", toy.drop(columns="label").head(20).to_dict("records"))
     httpx.get(f"{url}/api/v1/datasets")  # no token: a 401
 
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\n"
@@ -63,7 +54,7 @@ def test_prometheus_scrapes_requests_and_predictions(tmp_path: Path, toy: pd.Dat
     )
     prom = subprocess.Popen(
         [
-            binary,
+            prometheus,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -99,5 +90,3 @@ def test_prometheus_scrapes_requests_and_predictions(tmp_path: Path, toy: pd.Dat
         prom.terminate()
         prom.wait(timeout=30)
         client.close()
-        server.should_exit = True  # type: ignore[attr-defined]
-        thread.join(timeout=30)  # type: ignore[attr-defined]

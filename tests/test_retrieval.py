@@ -23,7 +23,7 @@ from taxonomist.retrieval import (
     load_qa,
 )
 from taxonomist.retrieval.text import Tokenizer, split_sentences
-from tests.conftest import shared
+from tests.conftest import shared, small_squad
 
 
 def test_squad_json_loads_into_passages_and_questions() -> None:
@@ -168,7 +168,6 @@ def test_cli_builds_asks_evaluates_lists_and_removes(home, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from taxonomist.cli import app
-    from tests.test_api_retrieval import small_squad
 
     path = tmp_path / "squad.json"
     path.write_bytes(small_squad())
@@ -191,25 +190,6 @@ def test_cli_builds_asks_evaluates_lists_and_removes(home, tmp_path) -> None:
     assert r.exit_code == 2 and "No retrieval model named 'nope'" in r.output
     assert "Removed 1" in run(app, ["retrieval", "remove", "--all"]).output
     assert "No retrieval model yet" in run(app, ["retrieval", "list"]).output
-
-
-@pytest.mark.slow
-def test_the_demo_builds_a_retrieval_model_for_the_demo_user(home) -> None:
-    """`make demo` builds demo-squad on the shared SQuAD sample, owned by the demo user, so
-    the user can ask at once (in the UI, over the API or here)."""
-    pytest.importorskip("sentence_transformers")
-    shared("squad/squad_v2_part1.json")
-    from taxonomist.cli import _demo_account, _demo_retrieval
-    from taxonomist.config import get_settings
-    from taxonomist.retrieval import RetrievalModel, open_store
-
-    _, user_id = _demo_account("demo-apps")
-    _demo_retrieval(user_id)
-    store = open_store(get_settings())
-    model = RetrievalModel.open(store, "demo-squad")
-    assert model.meta["owner_id"] == user_id and model.meta["n_passages"] == 646
-    assert "Harvard" in model.search("When was Harvard founded?", k=1)[0]["context"]
-    store.shutdown()
 
 
 def test_a_russian_corpus_gets_russian_stems_and_the_multilingual_encoder(tmp_path) -> None:

@@ -4,7 +4,7 @@ response that breaks the schema."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,9 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import serve_in_thread
+from tests.conftest import ADMIN_PASSWORD
 
-PASSWORD = "schema-admin-1"
 EXAMPLES = 15  # generated requests per operation
 CHECKS = [
     not_a_server_error,
@@ -30,24 +29,18 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
-
-    home: Path = tmp_path_factory.mktemp("schema-home")
-    app = create_app(Settings(home=home, admin_password=PASSWORD, max_upload_mb=5))
-    url, srv, thread = serve_in_thread(app)
-    r = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": PASSWORD})
-    yield url, r.json()["access_token"]
-    srv.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=30)
+def settings_overrides() -> dict[str, Any]:
+    return {"max_upload_mb": 5}
 
 
-def test_api_conforms_to_its_schema(server: tuple[str, str]) -> None:
+def test_api_conforms_to_its_schema(live_server: str) -> None:
     from hypothesis import given
 
-    url, token = server
-    headers = {"Authorization": f"Bearer {token}"}
+    url = live_server
+    r = httpx.post(
+        f"{url}/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    )
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     failures: list[str] = []
     operations = calls = 0

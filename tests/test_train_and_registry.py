@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 
 import taxonomist
-from taxonomist import registry
 from taxonomist.errors import InvalidParameterError, ModelNotFoundError, SchemaMismatchError
 from taxonomist.models.train import train
+from taxonomist.registry import get_registry
 
 from .conftest import shared
 
 
 def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:
-    kwargs = dict(trials=5, register=False, families=["linear_svm", "complement_nb", "lightgbm"])
-    a = train(rakuten, "prdtypecode", **kwargs)
-    b = train(rakuten, "prdtypecode", **kwargs)
+    kwargs = dict(trials=5, families=["linear_svm", "complement_nb", "lightgbm"])
+    a = train(rakuten, target="prdtypecode", **kwargs)
+    b = train(rakuten, target="prdtypecode", **kwargs)
     assert a.metrics["primary"] == b.metrics["primary"]
     pa = a.model.predict_proba(rakuten.head(50)).to_numpy()
     pb = b.model.predict_proba(rakuten.head(50)).to_numpy()
@@ -45,7 +45,7 @@ def test_trained_model_beats_tfidf_logreg_baseline_on_holdout(rakuten: pd.DataFr
     vec = TfidfVectorizer()
     base = LogisticRegression(max_iter=1000).fit(vec.fit_transform(text(tr)), tr["prdtypecode"])
     base_f1 = f1_score(te["prdtypecode"], base.predict(vec.transform(text(te))), average="macro")
-    result = train(tr, "prdtypecode", time_budget=40, register=False)
+    result = train(tr, target="prdtypecode", time_budget=40)
     ours = result.model.evaluate(te)
     assert ours["f1_macro"] > base_f1 + 0.05, (ours["f1_macro"], base_f1)
     assert result.train_seconds < 40 * 1.2
@@ -54,7 +54,7 @@ def test_trained_model_beats_tfidf_logreg_baseline_on_holdout(rakuten: pd.DataFr
 def test_binary_ctr_task_uses_roc_auc_and_tabular_families(home) -> None:
     df = pd.read_csv(shared("avazu/train.csv"))
     valid = pd.read_csv(shared("avazu/valid.csv"))
-    result = train(df, "click", trials=6, register=False)
+    result = train(df, target="click", trials=6)
     assert result.metrics["primary_metric"] == "roc_auc"
     assert result.metrics["roc_auc"] > 0.66
     scores = result.model.evaluate(valid)
@@ -73,24 +73,36 @@ def test_binary_ctr_task_uses_roc_auc_and_tabular_families(home) -> None:
 
 
 def test_register_load_champion_and_pyfunc(rakuten: pd.DataFrame, home) -> None:
-    first = train(
-        rakuten, "prdtypecode", trials=4, name="products", families=["linear_svm", "complement_nb"]
+    registry = get_registry()
+    first = taxonomist.train(
+        rakuten,
+        target="prdtypecode",
+        trials=4,
+        name="products",
+        families=["linear_svm", "complement_nb"],
     )
     assert (first.version, first.promoted) == (1, True)
-    weaker = train(rakuten, "prdtypecode", trials=1, name="products", families=["complement_nb"])
+    weaker = taxonomist.train(
+        rakuten, target="prdtypecode", trials=1, name="products", families=["complement_nb"]
+    )
     assert (weaker.version, weaker.promoted) == (2, False)
     assert "does not beat champion version 1" in weaker.promotion_reason
-    other_rows = train(
+    other_rows = taxonomist.train(
         rakuten.iloc[:-20],
-        "prdtypecode",
+        target="prdtypecode",
         trials=4,
         name="products",
         families=["linear_svm", "complement_nb"],
     )
     assert not other_rows.promoted
     assert "validated differently" in other_rows.promotion_reason
-    forced = train(
-        rakuten, "prdtypecode", trials=1, name="products", families=["complement_nb"], promote=True
+    forced = taxonomist.train(
+        rakuten,
+        target="prdtypecode",
+        trials=1,
+        name="products",
+        families=["complement_nb"],
+        promote=True,
     )
     assert forced.promoted and forced.version == 4
     assert int(registry.resolve("products").version) == 4
@@ -119,22 +131,24 @@ def test_register_load_champion_and_pyfunc(rakuten: pd.DataFrame, home) -> None:
 
 
 def test_prediction_input_errors(rakuten: pd.DataFrame, home) -> None:
-    model = train(rakuten, "prdtypecode", trials=2, register=False, families=["linear_svm"]).model
-    with pytest.raises(SchemaMismatchError, match=r"lacks 1 column.*'description'"):
-        model.predict(rakuten[["designation"]])
+    model = train(rakuten, target="prdtypecode", trials=2, families=["linear_svm"]).model
+    # one text column of two: predicted with the other as missing values
+    assert model.predict(rakuten[["designation"]].head(100)).shape == (100,)
+    with pytest.raises(SchemaMismatchError, match=r"lacks 2 column.*'description'"):
+        model.predict(rakuten[["designation"]].rename(columns={"designation": "desc"}))
     with pytest.raises(SchemaMismatchError, match="must be JSON objects"):
         model.predict([1, 2])  # type: ignore[list-item]
     # empty and missing texts are valid input and still get a label
     out = model.predict_frame([{"designation": "", "description": None}])
     assert out["prediction"].notna().all()
-    with pytest.raises(InvalidParameterError, match=r"'trials' parameter must be an int"):
-        train(rakuten, "prdtypecode", trials=0)
-    with pytest.raises(InvalidParameterError, match="'metric' parameter must be one of"):
-        train(rakuten, "prdtypecode", trials=1, metric="f2", register=False)
+    with pytest.raises(InvalidParameterError, match=r"'trials': Input should be greater"):
+        train(rakuten, target="prdtypecode", trials=0)
+    with pytest.raises(InvalidParameterError, match="'metric': Input should be 'f1_macro'"):
+        train(rakuten, target="prdtypecode", trials=1, metric="f2")
 
 
 def test_model_behaviour_on_toy_data(toy: pd.DataFrame, home) -> None:
-    model = train(toy, "label", trials=3, register=False, families=["linear_svm"]).model
+    model = train(toy, target="label", trials=3, families=["linear_svm"]).model
     # minimum functionality
     assert (
         model.predict({"title": "pasta recipe with garlic sauce", "store": "eu", "price": 3})[0]
@@ -159,6 +173,48 @@ def test_model_behaviour_on_toy_data(toy: pd.DataFrame, home) -> None:
 
 def test_time_budget_is_kept(home) -> None:
     df = pd.read_csv(shared("womens_clothing/reviews.csv")).sample(6000, random_state=0)
-    result = train(df, "Recommended IND", time_budget=30, register=False)
+    result = train(df, target="Recommended IND", time_budget=30)
     assert result.train_seconds < 30 * 1.2
     assert result.metrics["roc_auc"] > 0.9
+
+
+def test_missing_columns_are_predicted_as_missing_values(toy: pd.DataFrame, home) -> None:
+    model = train(toy, target="label", trials=2, families=["logreg"]).model
+    assert set(model.feature_columns) == {"title", "store", "price"}
+    full = toy.head(100).drop(columns="label")
+    text_only = full[["title"]]
+    # a record, a few records and a large frame lacking store and price all predict
+    one = model.predict_proba({"title": full["title"].iloc[0]})
+    assert one.shape == (1, 3) and abs(float(one.sum(axis=1).iloc[0]) - 1) < 1e-5
+    many = model.predict_proba(text_only.to_dict(orient="records"))
+    frame = model.predict_proba(text_only)
+    assert np.allclose(many.to_numpy(), frame.to_numpy(), atol=1e-6)
+    # the text carries the signal: most labels agree with the full records'
+    agree = (model.predict(text_only) == model.predict(full)).mean()
+    assert agree > 0.8, agree
+    warnings = model.input_warnings({"title": "x", "colour": "red"})
+    assert warnings == [
+        "2 column(s) the model was trained on are missing and were treated as missing "
+        "values: store, price.",
+        "1 column(s) the model does not know were ignored: colour.",
+    ]
+    assert model.input_warnings(full) == []
+    assert model.input_warnings(toy) == []  # the target is neither missing nor unknown
+    with pytest.raises(SchemaMismatchError, match="lacks 3 column"):
+        model.predict({"colour": "red"})
+    with pytest.raises(SchemaMismatchError, match="lacks 3 column"):
+        model.predict(pd.DataFrame({"titel": ["a"] * 100}))
+
+
+def test_readme_python_example_on_a_demo_model(home) -> None:
+    """The README's record (two of nine columns) predicts and explains."""
+    from taxonomist.demo import DEMO_NAME, DEMO_TARGET, demo_data_path
+
+    taxonomist.train(
+        demo_data_path(), target=DEMO_TARGET, name=DEMO_NAME, trials=1, families=["logreg"]
+    )
+    model = taxonomist.load(f"{DEMO_NAME}@champion")
+    record = {"track_name": "Chess Pro", "app_desc": "Play chess online"}
+    proba = model.predict_proba(record)
+    assert proba.shape[0] == 1 and "Games" in proba.columns
+    assert model.explain(record)["label"] in set(proba.columns)

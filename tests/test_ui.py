@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -11,33 +11,25 @@ from streamlit.testing.v1 import AppTest
 from taxonomist.client import Client
 from taxonomist.ui import APP
 from taxonomist.ui.common import NO_FILE_YET
-from tests.conftest import serve_in_thread
-
-PASSWORD = "ui-admin-1"
+from tests.conftest import ADMIN_PASSWORD, small_squad
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, toy: pd.DataFrame) -> str:
-    """A live API with one dataset and one trained model ('toy')."""
-    from taxonomist.api import create_app
-    from taxonomist.config import Settings
-
-    home = tmp_path_factory.mktemp("ui-home")
-    url, server, thread = serve_in_thread(create_app(Settings(home=home, admin_password=PASSWORD)))
-    os.environ["TAXONOMIST_API_URL"] = url
-    with Client.login(url, "admin", PASSWORD) as admin:
+def api_url(live_server: str, toy: pd.DataFrame) -> Iterator[str]:
+    """The live API's URL, with one dataset and one trained model ('toy'); the UI's
+    TAXONOMIST_API_URL while the module runs."""
+    with Client.login(live_server, "admin", ADMIN_PASSWORD) as admin:
         ds = admin.upload_dataset(toy, name="toy", target="label")["dataset"]["id"]
         job = admin.start_job(ds, "toy", trials=2, families=["complement_nb", "logreg"])
         assert admin.wait_job(job["id"], timeout=180, poll=0.3)["state"] == "succeeded"
-    yield url
-    os.environ.pop("TAXONOMIST_API_URL", None)
-    server.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=30)  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAXONOMIST_API_URL", live_server)
+        yield live_server
 
 
 def signed_in_app(url: str, page: str) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
-    client = Client.login(url, "admin", PASSWORD)
+    client = Client.login(url, "admin", ADMIN_PASSWORD)
     at.session_state["client"] = client
     at.session_state["me"] = client.me()
     at.run()
@@ -45,21 +37,21 @@ def signed_in_app(url: str, page: str) -> AppTest:
     return at.run()
 
 
-def test_sign_in_shows_the_user_and_a_wrong_password_a_message(api: str) -> None:
+def test_sign_in_shows_the_user_and_a_wrong_password_a_message(api_url: str) -> None:
     at = AppTest.from_file(str(APP), default_timeout=30).run()
     assert at.title[0].value == "Taxonomist"
     at.text_input[0].input("admin")
     at.text_input[1].input("wrong password")
     at.button[0].click().run()
     assert "Wrong username or password" in at.error[0].value
-    at.text_input[1].input(PASSWORD)
+    at.text_input[1].input(ADMIN_PASSWORD)
     at.button[0].click().run()
     assert not at.exception
     assert at.session_state["me"]["role"] == "admin"
 
 
-def test_data_page_shows_the_report_overview_and_charts(api: str) -> None:
-    at = signed_in_app(api, "data")
+def test_data_page_shows_the_report_overview_and_charts(api_url: str) -> None:
+    at = signed_in_app(api_url, "data")
     assert not at.exception, at.exception
     assert at.title[0].value == "Data"
     metrics = {m.label: m.value for m in at.metric}
@@ -74,22 +66,22 @@ def test_data_page_shows_the_report_overview_and_charts(api: str) -> None:
     assert [w.value for w in at.warning] == [NO_FILE_YET]  # submitted with no file: says so
 
 
-def test_train_page_lists_the_datasets_and_its_form(api: str) -> None:
-    at = signed_in_app(api, "train")
+def test_train_page_lists_the_datasets_and_its_form(api_url: str) -> None:
+    at = signed_in_app(api_url, "train")
     assert not at.exception, at.exception
     assert at.selectbox[0].label == "Dataset"
     assert "label" in at.selectbox[1].options
 
 
-def test_models_page_shows_the_registry(api: str) -> None:
-    at = signed_in_app(api, "models")
+def test_models_page_shows_the_registry(api_url: str) -> None:
+    at = signed_in_app(api_url, "models")
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert table["model"].tolist() == ["toy"] and bool(table["champion"].iloc[0])
 
 
-def test_predict_from_input_shows_the_label_and_why(api: str) -> None:
-    at = signed_in_app(api, "predict_input")
+def test_predict_from_input_shows_the_label_and_why(api_url: str) -> None:
+    at = signed_in_app(api_url, "predict_input")
     assert not at.exception, at.exception
     at.text_area[0].input("bank loan money invest")
     at.text_input[0].input("eu")
@@ -99,8 +91,8 @@ def test_predict_from_input_shows_the_label_and_why(api: str) -> None:
     assert at.get("plotly_chart")
 
 
-def test_admin_page_lists_users(api: str) -> None:
-    at = signed_in_app(api, "admin")
+def test_admin_page_lists_users(api_url: str) -> None:
+    at = signed_in_app(api_url, "admin")
     assert not at.exception, at.exception
     assert "admin" in at.dataframe[0].value["username"].tolist()
     name_box = next(t for t in at.text_input if t.label == "Token name")
@@ -110,9 +102,11 @@ def test_admin_page_lists_users(api: str) -> None:
     assert at.code[0].value.startswith("tx_")
 
 
-def test_analysis_page_compares_the_last_file_with_training(api: str, toy: pd.DataFrame) -> None:
+def test_analysis_page_compares_the_last_file_with_training(
+    api_url: str, toy: pd.DataFrame
+) -> None:
     at = AppTest.from_file(str(APP), default_timeout=60)
-    client = Client.login(api, "admin", PASSWORD)
+    client = Client.login(api_url, "admin", ADMIN_PASSWORD)
     at.session_state["client"] = client
     at.session_state["me"] = client.me()
     at.session_state["predictions_model"] = "toy"
@@ -125,11 +119,11 @@ def test_analysis_page_compares_the_last_file_with_training(api: str, toy: pd.Da
     assert len(at.get("plotly_chart")) == 2  # classes, words per text
 
 
-def test_description_page_shows_roles_examples_and_saved_descriptions(api: str) -> None:
-    with Client.login(api, "admin", PASSWORD) as admin:
+def test_description_page_shows_roles_examples_and_saved_descriptions(api_url: str) -> None:
+    with Client.login(api_url, "admin", ADMIN_PASSWORD) as admin:
         ds = admin.list_datasets()[0]["id"]
         admin.update_dataset(ds, descriptions={"store": "where the app is sold"})
-    at = signed_in_app(api, "description")
+    at = signed_in_app(api_url, "description")
     assert not at.exception, at.exception
     table = at.dataframe[0].value if at.dataframe else at.get("arrow_data_frame")[0].value
     row = table.set_index("column").loc["store"]
@@ -137,16 +131,14 @@ def test_description_page_shows_roles_examples_and_saved_descriptions(api: str) 
     assert "words:" in table.set_index("column").loc["title", "examples"]
 
 
-def test_retrieval_page_reports_explores_and_answers(api: str) -> None:
-    from tests.test_api_retrieval import small_squad
-
-    at = signed_in_app(api, "retrieval")
+def test_retrieval_page_reports_explores_and_answers(api_url: str) -> None:
+    at = signed_in_app(api_url, "retrieval")
     assert not at.exception, at.exception
     assert at.title[0].value == "Retrieval"
     assert any("No QA dataset yet" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Upload and validate").click().run()
     assert NO_FILE_YET in [w.value for w in at.warning]
-    with Client.login(api, "admin", PASSWORD) as admin:
+    with Client.login(api_url, "admin", ADMIN_PASSWORD) as admin:
         ds = admin.upload_qa(small_squad(), filename="squad.json")["dataset"]["id"]
         job = admin.build_retrieval("ui-qa", ds, method="bm25")
         assert admin.wait_job(job["id"], timeout=120, poll=0.3)["state"] == "succeeded"

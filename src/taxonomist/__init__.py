@@ -17,22 +17,32 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from taxonomist.models.model import TaxonomistModel
-    from taxonomist.models.train import TrainResult
+    from taxonomist.models.result import TrainResult
 
 
-def train(data: Any, target: str, **kwargs: Any) -> TrainResult:
-    """Train a classifier; see :func:`taxonomist.models.train.train` for the options."""
+def train(data: Any = None, **options: Any) -> TrainResult:
+    """Train a classifier and, when ``name`` is given, register it as a new version.
+
+    ``options`` are :class:`~taxonomist.models.config.TrainConfig`'s fields (``target``,
+    ``name``, ``time_budget``, ``trials``, ``metric``, ``families``, ``promote``, ...), or
+    ``config=`` a whole TrainConfig; see :func:`taxonomist.models.train.train`.
+    """
     from taxonomist.models.train import train as _train
 
-    return _train(data, target, **kwargs)
+    result = _train(data, **options)
+    if result.config.name:
+        from taxonomist.registry import get_registry
+
+        result.register(get_registry())
+    return result
 
 
 def load(ref: str) -> TaxonomistModel:
     """Load a registered model: ``name`` (champion or latest), ``name@alias`` or
     ``name/version``."""
-    from taxonomist.registry import load_model
+    from taxonomist.registry import get_registry
 
-    return load_model(ref)
+    return get_registry().load(ref)
 
 
 __all__ = ["__version__", "load", "train"]

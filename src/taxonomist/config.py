@@ -50,6 +50,15 @@ class Settings(BaseSettings):
         "password printed once.",
     )
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a login token.")
+    model_cache_size: int = Field(
+        default=8, ge=1, description="Loaded models a process keeps in memory (LRU)."
+    )
+    model_cache_mb: float = Field(
+        default=4096.0,
+        gt=0,
+        description="Memory the loaded models may take, in MB (estimated from their arrays); "
+        "the least recently used are dropped first.",
+    )
     qdrant_url: str | None = Field(
         default=None,
         description="URL of a Qdrant server for retrieval models, e.g. http://qdrant:6333; "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -21,9 +21,11 @@ from taxonomist.api.routers import (
     system,
     users,
 )
-from taxonomist.api.services import ModelCache, Services
+from taxonomist.api.services import RESOLVE_TTL, ModelAccess, Services
 from taxonomist.config import Settings, get_settings
 from taxonomist.engine import JobEngine
+from taxonomist.errors import TaxonomistError
+from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database
 from taxonomist.store.accounts import ensure_admin
@@ -48,17 +50,21 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         )
     engine = JobEngine(settings, db)
     engine.start()
+    registry = Registry(settings, resolve_ttl=RESOLVE_TTL)
     return Services(
         settings=settings,
         db=db,
         engine=engine,
-        models=ModelCache(settings, db),
+        registry=registry,
+        models=ModelAccess(registry, db),
         metrics=metrics,
         retrieval=RetrievalService(settings, db),
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ()) -> FastAPI:
+    """The service. ``preload``: model references loaded at start-up, before the first
+    request (a missing one is logged, not fatal)."""
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -66,6 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = build_services(settings, metrics)
         app.state.services = svc
+        for ref in preload:
+            try:
+                svc.registry.load(ref)
+            except TaxonomistError as exc:
+                logger.warning("could not preload %s: %s", ref, exc.message)
         try:
             yield
         finally:

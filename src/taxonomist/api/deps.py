@@ -1,16 +1,21 @@
-"""Request dependencies: the services and the authenticated user."""
+"""Request dependencies, as ``Annotated`` aliases: the services, the authenticated user, and
+path parameters resolved to what the user may reach (a 404 otherwise: someone else's dataset
+or model looks like a missing one)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from taxonomist.api.services import Principal, Services
+from taxonomist.api.services import Principal, Services, datasets, models, retrieval
+from taxonomist.api.services.uploads import refuse_declared_oversize, upload_limit
 from taxonomist.errors import AuthenticationError, PermissionDeniedError
+from taxonomist.models.config import MODEL_NAME_PATTERN
+from taxonomist.store import Dataset
 from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
@@ -58,3 +63,52 @@ async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Princ
 ServicesDep = Annotated[Services, Depends(services)]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(admin_user)]
+
+
+async def refuse_oversize_upload(request: Request, svc: ServicesDep, user: UserDep) -> None:
+    """A 413 for an upload whose declared length is over ``TAXONOMIST_MAX_UPLOAD_MB`` (after
+    the token check: an anonymous caller learns nothing but 401)."""
+    refuse_declared_oversize(request.headers.get("content-length"), upload_limit(svc.settings))
+
+
+# The resolvers below read the database: plain functions, so they run on a worker thread.
+def visible_dataset(
+    dataset_id: Annotated[int, Path(description="A dataset id")],
+    user: UserDep,
+    svc: ServicesDep,
+) -> Dataset:
+    return datasets.find_visible(svc, user, dataset_id)
+
+
+def visible_qa_dataset(
+    dataset_id: Annotated[int, Path(description="A question-answer dataset's id")],
+    user: UserDep,
+    svc: ServicesDep,
+) -> Dataset:
+    return retrieval.qa_dataset(svc, user, dataset_id)
+
+
+def visible_model(
+    name: Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Registered model name")],
+    user: UserDep,
+    svc: ServicesDep,
+) -> str:
+    return models.visible_model(svc, user, name)
+
+
+def owned_retrieval_model(
+    model_id: Annotated[str, Path(description="A retrieval model's name")],
+    user: UserDep,
+    svc: ServicesDep,
+) -> dict[str, Any]:
+    return retrieval.owned_model(svc, user, model_id)
+
+
+VisibleDataset = Annotated[Dataset, Depends(visible_dataset)]
+"""The ``{dataset_id}`` path parameter as the dataset row the user may see (detached)."""
+VisibleQADataset = Annotated[Dataset, Depends(visible_qa_dataset)]
+"""The same, for a question-answer dataset (422 for a table)."""
+VisibleModel = Annotated[str, Depends(visible_model)]
+"""The ``{name}`` path parameter: a registered model's name the user may reach."""
+OwnedRetrievalModel = Annotated[dict[str, Any], Depends(owned_retrieval_model)]
+"""The ``{model_id}`` path parameter as the metadata of a retrieval model the user may see."""

@@ -7,9 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from taxonomist.retrieval.model import RetrievalParams
+from taxonomist.data.schema import ColumnRole
+from taxonomist.models.config import MODEL_NAME_PATTERN, TrainOptions
+from taxonomist.retrieval.model import MODEL_ID, RetrievalParams
+from taxonomist.store import JobState, Role
 
-Role = Literal["admin", "member"]
+# Column roles, model families, metrics, job states and user roles are the library's own
+# lists (ColumnRole, TrainOptions' FamilyName and MetricName, JobState, Role), never typed here.
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 
 class Strict(BaseModel):
@@ -64,7 +69,7 @@ class NewToken(TokenOut):
 class UserCreate(Strict):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=1024)
-    role: Role = "member"
+    role: Role = Role.MEMBER
 
 
 class UserUpdate(Strict):
@@ -74,9 +79,6 @@ class UserUpdate(Strict):
 
 
 # -- datasets ------------------------------------------------------------------------------
-ColumnRoleName = Literal["text", "categorical", "numeric", "id", "image", "target", "ignore"]
-
-
 class DatasetOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -108,7 +110,7 @@ class DatasetDetail(DatasetOut):
 
 class DatasetUpdate(Strict):
     target: str | None = Field(default=None, max_length=200)
-    roles: dict[str, ColumnRoleName] | None = None
+    roles: dict[str, ColumnRole] | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
     descriptions: dict[str, Annotated[str, Field(max_length=2000)]] | None = Field(
         default=None, description="What columns mean, by column name (shown to every user)."
@@ -116,24 +118,17 @@ class DatasetUpdate(Strict):
 
 
 # -- jobs ----------------------------------------------------------------------------------
-Family = Literal["linear_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"]
+class JobCreate(TrainOptions):
+    """A training job: a dataset, the model name to register under and the training options
+    (:class:`~taxonomist.models.config.TrainOptions`, the same as ``taxonomist train``'s)."""
 
-
-class JobCreate(Strict):
     dataset_id: int = Field(ge=1)
     model_name: str = Field(
-        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["apps"]
+        min_length=1, max_length=100, pattern=MODEL_NAME_PATTERN, examples=["apps"]
     )
-    target: str | None = Field(default=None, max_length=200)
-    roles: dict[str, ColumnRoleName] | None = None
-    metric: (
-        Literal["f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"]
-        | None
-    ) = None
-    time_budget: float | None = Field(default=120.0, ge=5, le=86_400)
-    trials: int | None = Field(default=None, ge=1, le=10_000)
-    families: list[Family] | None = Field(default=None, min_length=1)
-    promote: bool = False
+    target: str | None = Field(
+        default=None, max_length=200, description="Default: the dataset's target."
+    )
 
 
 class JobOut(BaseModel):
@@ -148,7 +143,7 @@ class JobOut(BaseModel):
     owner_id: int
     dataset_id: int | None
     kind: str = "train"
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    state: JobState
     config: dict[str, Any]
     progress: dict[str, Any]
     result: dict[str, Any] | None
@@ -161,7 +156,7 @@ class JobOut(BaseModel):
 
 class JobLogs(BaseModel):
     id: int
-    state: str
+    state: JobState
     lines: list[str]
 
 
@@ -176,11 +171,13 @@ class ModelVersionOut(BaseModel):
     target: str | None
     best_family: str | None
     promotion: str | None
+    dataset_id: int | None = Field(default=None, description="The dataset it was trained on.")
 
 
 class ModelOut(BaseModel):
     name: str
     owner_id: int | None
+    owner: str | None = Field(default=None, description="The owner's username.")
     versions: list[ModelVersionOut]
 
 
@@ -220,6 +217,11 @@ class PredictResponse(BaseModel):
     model: str
     version: int
     predictions: list[Prediction]
+    warnings: list[str] = Field(
+        default=[],
+        description="What was done about the records' columns: training columns no record has "
+        "are predicted as missing values; columns the model does not know are ignored.",
+    )
 
 
 class Ready(BaseModel):
@@ -236,9 +238,7 @@ class QAUploaded(BaseModel):
 
 
 class RetrievalBuild(Strict):
-    name: str = Field(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["squad"]
-    )
+    name: str = Field(min_length=1, max_length=64, pattern=MODEL_ID.pattern, examples=["squad"])
     dataset_id: int = Field(ge=1)
     params: RetrievalParams = Field(default_factory=lambda: RetrievalParams())
     replace: bool = Field(default=False, description="Build again over a model of the same name.")

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from taxonomist.config import Settings
 from taxonomist.errors import ServiceUnavailableError, TaxonomistError
+from taxonomist.models.config import TrainConfig
 from taxonomist.store import Database, Job, JobState, ModelOwner
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def _claim(db: Database, job_id: int) -> bool:
 def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
     """Run training job ``job_id`` to its end; the Dask task (runs in a worker process)."""
     from taxonomist.models.train import train
+    from taxonomist.registry import Registry
 
     settings = Settings(**settings_data)
     db = Database(settings.database)
@@ -107,18 +109,10 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
                 _finish(s, s.get(Job, job_id), state, log=log, **written)
 
         try:
-            result = train(
-                dataset_path,
-                config["target"],
-                roles=config.get("roles") or None,
-                time_budget=config.get("time_budget"),
-                trials=config.get("trials"),
-                metric=config.get("metric"),
-                name=config["model_name"],
-                families=config.get("families"),
-                on_progress=on_progress,
-                settings=settings,
-            )
+            train_config = job_train_config(config)
+            result = train(dataset_path, train_config, on_progress=on_progress, settings=settings)
+            tags = {"dataset_id": str(config["dataset_id"])} if config.get("dataset_id") else {}
+            result.register(Registry(settings), tags=tags)
         except JobCancelled:
             end(JobState.CANCELLED, error="Cancelled.")
             return {"cancelled": True}
@@ -142,6 +136,15 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
         return outcome
     finally:
         db.dispose()
+
+
+def job_train_config(config: dict[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` a training job's stored config describes."""
+    fields = set(TrainConfig.model_fields) - {"data", "name"}
+    return TrainConfig.parse(
+        {k: v for k, v in config.items() if k in fields} | {"name": config["model_name"]},
+        source=f"the config of the job for '{config.get('model_name')}'",
+    )
 
 
 def _finish(

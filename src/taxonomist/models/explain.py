@@ -8,7 +8,7 @@ LightGBM members: LightGBM's own per-feature contributions (``pred_contrib``, Tr
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -16,8 +16,21 @@ from scipy import sparse
 from taxonomist.features.text import ngram_bucket, ngrams_of
 from taxonomist.models.candidates import FAMILIES
 
-if TYPE_CHECKING:
-    from taxonomist.models.model import Member, TaxonomistModel
+
+class TaxonomistModel(Protocol):
+    """What an explanation reads of a model (``taxonomist.models.model.TaxonomistModel``,
+    which calls this module: a Protocol keeps the two modules out of an import cycle)."""
+
+    classes: list[Any]
+    members: list[Any]
+    blocks: Any
+
+    def prepare(self, data: Any) -> Any: ...
+
+    def _proba(self, X: Any) -> np.ndarray: ...
+
+
+Member = Any  # taxonomist.models.model.Member
 
 LINEAR = ("linear_svm", "logreg")
 

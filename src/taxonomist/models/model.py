@@ -71,18 +71,9 @@ class TaxonomistModel:
                 f"Expected a DataFrame, a dict or a list of dicts; got {type(data).__name__}."
             )
         columns = [str(c) for c in df.columns]
-        missing = [c for c in self.feature_columns if c not in columns]
+        missing = self._check_usable(columns)
         if missing:
-            hints = {c: suggest_column(c, columns) for c in missing}
-            hint = "; ".join(
-                f"'{c}' (did you mean '{h}'?)" if h else f"'{c}'" for c, h in hints.items()
-            )
-            raise SchemaMismatchError(
-                f"The data lacks {len(missing)} column(s) the model was trained on: {hint}. "
-                f"Expected columns: {', '.join(self.feature_columns)}. Add them (empty values "
-                "are allowed) or predict with a model trained on these columns.",
-                details={"missing": missing, "expected": self.feature_columns},
-            )
+            df = df.assign(**{c: np.nan if c in self.schema.numeric else None for c in missing})
         out = df[self.feature_columns].reset_index(drop=True).copy()
         for col in self.schema.numeric:
             s = out[col]
@@ -131,8 +122,12 @@ class TaxonomistModel:
         return self.prepare(data)
 
     def _record_columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
-        """The feature columns of ``records`` as numpy arrays (``None`` if one is absent)."""
-        if any(not any(c in r for r in records) for c in self.feature_columns):
+        """The feature columns of ``records`` as numpy arrays (a column no record has is all
+        missing values; ``None`` when there is nothing usable: ``prepare`` says why)."""
+        keys = {str(k): None for r in records for k in r}
+        try:
+            self._check_usable(list(keys))
+        except SchemaMismatchError:
             return None
         numeric = set(self.schema.numeric)
         columns: dict[str, Any] = {}
@@ -145,6 +140,61 @@ class TaxonomistModel:
                     [None if _blank(v) else str(v) for v in values], dtype=object
                 )
         return columns
+
+    def input_warnings(self, data: Records) -> list[str]:
+        """What a prediction on ``data`` will do with its columns: feature columns it lacks
+        (predicted as missing values) and columns the model does not know (ignored)."""
+        return _column_warnings(self.feature_columns, _input_columns(data), self.schema.target)
+
+    def _check_usable(self, columns: list[str]) -> list[str]:
+        """The feature columns absent from ``columns`` (predicted as missing values, with a
+        logged warning); raises when none of the columns the ensemble uses is there."""
+        present = set(columns)
+        missing = [c for c in self.feature_columns if c not in present]
+        unknown = present.difference(self.feature_columns, [self.schema.target])
+        if not missing and not unknown:
+            return []
+        used = self._used_columns()
+        if missing and not any(c in present for c in used):
+            hints = {c: suggest_column(c, columns) for c in missing}
+            hint = "; ".join(
+                f"'{c}' (did you mean '{h}'?)" if h else f"'{c}'" for c, h in hints.items()
+            )
+            needed = (
+                ""
+                if set(used) == set(missing)
+                else (f", and none of the columns it predicts from ({', '.join(used)}) is there")
+            )
+            raise SchemaMismatchError(
+                f"The data lacks {len(missing)} column(s) the model was trained on: {hint}"
+                f"{needed}. "
+                f"Expected columns: {', '.join(self.feature_columns)}. Add them (empty values "
+                "are allowed) or predict with a model trained on these columns.",
+                details={"missing": missing, "expected": self.feature_columns},
+            )
+        key = (tuple(missing), tuple(sorted(unknown)))
+        warned = self.__dict__.setdefault("_warned", set())
+        if key not in warned and len(warned) < 100:  # once per set of columns
+            warned.add(key)
+            for warning in _column_warnings(self.feature_columns, columns, self.schema.target):
+                logger.warning(warning)
+        return missing
+
+    def _used_columns(self) -> list[str]:
+        """The table columns the ensemble's feature blocks read (directly or through the block
+        they are computed from)."""
+        used: list[str] = []
+        stack = list(self._member_blocks())
+        seen: set[str] = set()
+        while stack:
+            spec = self.blocks.specs[stack.pop()]
+            if spec.name in seen:
+                continue
+            seen.add(spec.name)
+            if spec.source:
+                stack.append(spec.source)
+            used += [c for c in spec.columns if c not in used]
+        return [c for c in self.feature_columns if c in used]
 
     # -- prediction -------------------------------------------------------------------------
     def _member_blocks(self) -> list[str]:
@@ -277,6 +327,36 @@ def prepare_for_inference(obj: Any, _seen: set[int] | None = None) -> None:
         elif isinstance(value, dict):
             for item in value.values():
                 prepare_for_inference(item, seen)
+
+
+def _input_columns(data: Records) -> list[str]:
+    if isinstance(data, pd.DataFrame):
+        return [str(c) for c in data.columns]
+    records = [data] if isinstance(data, dict) else data
+    seen: dict[str, None] = {}
+    for r in records:
+        if isinstance(r, dict):
+            seen.update(dict.fromkeys(str(k) for k in r))
+    return list(seen)
+
+
+def _column_warnings(expected: list[str], columns: list[str], target: str | None) -> list[str]:
+    """Missing feature columns and unknown columns, in words (the target is neither)."""
+    present, known = set(columns), {*expected, target}
+    missing = [c for c in expected if c not in present]
+    unknown = [c for c in columns if c not in known]
+    out = []
+    if missing:
+        out.append(
+            f"{len(missing)} column(s) the model was trained on are missing and were treated as "
+            f"missing values: {', '.join(missing)}."
+        )
+    if unknown:
+        out.append(
+            f"{len(unknown)} column(s) the model does not know were ignored: "
+            f"{', '.join(unknown[:20])}{' ...' if len(unknown) > 20 else ''}."
+        )
+    return out
 
 
 def _blank(v: Any) -> bool:

@@ -1,12 +1,16 @@
-"""Train: from a table to a tuned, calibrated, evaluated ensemble (and a registry version)."""
+"""Train: from a table to a tuned, calibrated, evaluated ensemble.
+
+``train()`` returns a :class:`~taxonomist.models.result.TrainResult`; registering it is the
+caller's call (``result.register(registry)``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,13 +18,14 @@ import pandas as pd
 
 from taxonomist.config import Settings, get_settings
 from taxonomist.data.load import TableSource, load_table
-from taxonomist.data.profile import DatasetProfile, profile_table
+from taxonomist.data.profile import profile_table
 from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, require_column
-from taxonomist.data.validate import ValidationReport, validate_training_table
+from taxonomist.data.validate import validate_training_table
 from taxonomist.errors import BudgetError, InvalidParameterError
 from taxonomist.features.build import FeatureBlocks, block_specs
 from taxonomist.models.calibration import apply_temperature, fit_temperature
 from taxonomist.models.candidates import FAMILIES, Task
+from taxonomist.models.config import DEFAULT_TIME_BUDGET, TrainConfig
 from taxonomist.models.ensemble import greedy_ensemble
 from taxonomist.models.metrics import (
     Metric,
@@ -29,6 +34,7 @@ from taxonomist.models.metrics import (
     primary_metric,
 )
 from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
+from taxonomist.models.result import TrainResult
 from taxonomist.models.search import (
     ModelSearch,
     Progress,
@@ -39,59 +45,10 @@ from taxonomist.models.search import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIME_BUDGET = 120.0
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass
-class TrainResult:
-    """What training produced: the model, its cross-validated scores and where it is stored."""
-
-    model: TaxonomistModel
-    metrics: dict[str, Any]
-    train_seconds: float
-    best_family: str
-    report: ValidationReport
-    profile: DatasetProfile
-    leaderboard: pd.DataFrame
-    name: str | None = None
-    version: int | None = None
-    promoted: bool = False
-    promotion_reason: str = ""
-    run_id: str | None = None
-    artifacts: dict[str, str] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """The ``train --json`` contract."""
-        keys = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
-        return {
-            "model": self.name,
-            "version": self.version,
-            "metrics": {k: self.metrics.get(k) for k in keys}
-            | {
-                "primary": self.metrics["primary"],
-                "primary_metric": self.metrics["primary_metric"],
-            },
-            "train_seconds": round(self.train_seconds, 2),
-            "best_family": self.best_family,
-            "ensemble": self.model.families,
-            "promoted": self.promoted,
-        }
-
-
-def _check_budget(time_budget: float | None, trials: int | None) -> None:
-    if trials is not None and (not isinstance(trials, int) or trials < 1):
-        raise InvalidParameterError(
-            f"The 'trials' parameter must be an int in the range [1, inf). Got {trials!r}."
-        )
-    if time_budget is not None and time_budget < 5:
-        raise InvalidParameterError(
-            "The 'time_budget' parameter must be a number of seconds in the range [5, inf). "
-            f"Got {time_budget!r}."
-        )
-
-
-def _overrides(text: list[str] | None, roles: dict[str, str] | None) -> dict[str, Any]:
+def _overrides(text: list[str] | None, roles: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = dict(roles or {})
     for col in text or []:
         out[col] = ColumnRole.TEXT
@@ -104,10 +61,10 @@ def _available_families(
     df: pd.DataFrame,
     schema: Schema,
     time_budget: float | None,
-    requested: list[str] | None,
+    requested: Sequence[str] | None,
 ) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
-    names = requested or list(FAMILIES)
+    names = list(requested or FAMILIES)
     for n in names:
         if n not in FAMILIES:
             raise InvalidParameterError(
@@ -198,45 +155,43 @@ def _measure_speed(model: TaxonomistModel, df: pd.DataFrame) -> dict[str, float]
 
 
 def train(
-    data: TableSource,
-    target: str,
+    data: TableSource | None = None,
+    config: TrainConfig | dict[str, Any] | None = None,
     *,
-    text: list[str] | None = None,
-    roles: dict[str, str] | None = None,
-    time_budget: float | None = DEFAULT_TIME_BUDGET,
-    trials: int | None = None,
-    metric: str | None = None,
-    name: str | None = None,
-    promote: bool = False,
-    register: bool = True,
-    families: list[str] | None = None,
-    seed: int | None = None,
     on_progress: ProgressCallback | None = None,
     settings: Settings | None = None,
+    **options: Any,
 ) -> TrainResult:
-    """Train the best classifier the budget allows for ``target`` on ``data``.
+    """Train the best classifier the budget allows.
 
-    With ``trials`` and no ``time_budget`` the search runs exactly that many trials and the same
-    data give the same model. With ``name`` (and ``register``) the model becomes a new version
-    of that registered model; the alias ``champion`` moves to it when it beats the current
-    champion on the same validation protocol, on first registration, or with ``promote``.
+    ``config`` is a :class:`TrainConfig` (or its dict); ``options`` are its fields given as
+    keywords (``target="label", trials=20``) and override it. ``data`` (a path or a
+    DataFrame) overrides ``config.data``. With ``trials`` and no ``time_budget`` the search runs
+    exactly that many trials and the same data give the same model. Nothing is registered:
+    call ``result.register(registry)``.
     """
     started = time.perf_counter()
     settings = settings or get_settings()
-    seed = settings.seed if seed is None else seed
-    if trials is not None and time_budget == DEFAULT_TIME_BUDGET:
-        time_budget = None  # a trial budget replaces the default time budget
-    _check_budget(time_budget, trials)
+    config = _config(config, options)
+    if data is None:
+        if config.data is None:
+            raise InvalidParameterError("No data to train on: give a file or a DataFrame.")
+        data = config.data
+    elif isinstance(data, str | Path):
+        config = config.model_copy(update={"data": str(data)})
+    target = config.target
+    seed = settings.seed if config.seed is None else config.seed
+    time_budget, trials = config.time_budget, config.trials
     df = load_table(data)
     require_column(target, [str(c) for c in df.columns], what="target")
-    schema = infer_column_roles(df, target, _overrides(text, roles))
+    schema = infer_column_roles(df, target, _overrides(config.text, config.roles))
     folds_k = 5
     df, schema, report = validate_training_table(df, schema, n_splits=folds_k)
     for w in report.warnings:
         logger.warning(w)
     profile = profile_table(df, schema)
     y, classes = _encode_target(df[target])
-    metric_obj = primary_metric(len(classes), metric)
+    metric_obj = primary_metric(len(classes), config.metric)
     folds, protocol = choose_folds(y, seed)
     # Scores are comparable only on the same rows, folds and metric (champion promotion).
     fingerprint = _fingerprint(df)
@@ -268,7 +223,7 @@ def train(
         seed=seed,
         n_jobs=settings.n_jobs,
     )
-    names, skipped = _available_families(blocks, task, X, schema, time_budget, families)
+    names, skipped = _available_families(blocks, task, X, schema, time_budget, config.families)
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
     block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
@@ -301,7 +256,11 @@ def train(
     )
     model.profile = profile.to_dict()
     model.info.update(
-        protocol=protocol, skipped_families=skipped, validation=report.to_dict(), target=target
+        protocol=protocol,
+        skipped_families=skipped,
+        validation=report.to_dict(),
+        target=target,
+        config=config.to_json(),
     )
     metrics.update(_measure_speed(model, X))
     train_seconds = time.perf_counter() - started
@@ -317,13 +276,18 @@ def train(
         report=report,
         profile=profile,
         leaderboard=leaderboard,
+        config=config,
+        study=result.study,
     )
-    if name and register:
-        from taxonomist.registry import register_training
-
-        register_training(out, name=name, promote=promote, study=result.study, settings=settings)
-        out.train_seconds = time.perf_counter() - started
     return out
+
+
+def _config(config: TrainConfig | dict[str, Any] | None, options: dict[str, Any]) -> TrainConfig:
+    if config is None:
+        return TrainConfig.parse(options, source="train()'s options")
+    if isinstance(config, dict):
+        config = TrainConfig.parse(config)
+    return config.merged(**options) if options else config
 
 
 def _finish(
@@ -449,4 +413,4 @@ def _leaderboard(result: SearchResult) -> pd.DataFrame:
     )
 
 
-__all__ = ["DEFAULT_TIME_BUDGET", "TrainResult", "train"]
+__all__ = ["DEFAULT_TIME_BUDGET", "TrainConfig", "TrainResult", "train"]

@@ -1,33 +1,24 @@
-"""Thin facade over MLflow: log, register, alias, load, delete."""
+"""The model registry, a thin object over MLflow: register, resolve, load, alias, delete.
 
-from taxonomist.registry.store import (
-    CHAMPION,
-    ModelRef,
-    delete,
-    list_models,
-    load_model,
-    loaded_models,
-    parse_ref,
-    register_training,
-    resolve,
-    run_artifact,
-    set_alias,
-    show_model,
-    unload,
-)
+It stands alone: it takes a :class:`Candidate` (a model plus what to log beside it) and knows
+nothing of how the model was trained.
+"""
+
+from taxonomist.registry.cache import LoadedModels, estimate_bytes
+from taxonomist.registry.candidate import Candidate, Registration, Trial
+from taxonomist.registry.refs import CHAMPION, ModelRef, check_name, parse_ref
+from taxonomist.registry.registry import Registry, get_registry
 
 __all__ = [
     "CHAMPION",
+    "Candidate",
+    "LoadedModels",
     "ModelRef",
-    "delete",
-    "list_models",
-    "load_model",
-    "loaded_models",
+    "Registration",
+    "Registry",
+    "Trial",
+    "check_name",
+    "estimate_bytes",
+    "get_registry",
     "parse_ref",
-    "register_training",
-    "resolve",
-    "run_artifact",
-    "set_alias",
-    "show_model",
-    "unload",
 ]

@@ -9,6 +9,12 @@ import mlflow.pyfunc
 import pandas as pd
 
 
+def pyfunc_output(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``prediction`` and the ``proba_<class>`` columns of ``model.predict_frame(frame)``."""
+    out = model.predict_frame(frame)
+    return out[["prediction", *[c for c in out.columns if str(c).startswith("proba_")]]]
+
+
 class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
     def load_context(self, context: Any) -> None:
         import joblib
@@ -16,5 +22,4 @@ class TaxonomistPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         self.model = joblib.load(context.artifacts["model"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        out = self.model.predict_frame(model_input)
-        return out[["prediction", *[c for c in out.columns if str(c).startswith("proba_")]]]
+        return pyfunc_output(self.model, model_input)

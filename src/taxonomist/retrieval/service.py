@@ -1,9 +1,9 @@
-"""Retrieval inside the service: loaded models, their jobs, who sees what.
+"""Retrieval inside a long-running process: the store, the loaded models and their jobs.
 
 The service process owns the store (a Qdrant Edge shard is opened by one process at a time),
 so retrieval jobs (build, quality test, map) run here, one at a time on a worker thread, with
-the same job rows, progress and cancel flag as training jobs. Members see and change their own
-models; admins all of them.
+the same job rows, progress and cancel flag as training jobs. Who may see or change which model
+is the caller's business (the API's service layer): this class knows nothing of users.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import numpy as np
 
 from taxonomist.config import Settings
 from taxonomist.engine import run_here
-from taxonomist.errors import ConflictError, NotFoundError
 from taxonomist.retrieval.corpus import QADataset, load_qa
 from taxonomist.retrieval.evaluate import evaluate, latency
 from taxonomist.retrieval.model import (
     RetrievalModel,
     RetrievalParams,
     build_model,
-    check_model_id,
     remove_model,
 )
 from taxonomist.retrieval.store import Store, open_store
@@ -71,22 +69,13 @@ class RetrievalService:
             self._store.shutdown()
 
     # -- models ------------------------------------------------------------------------------
-    def meta(self, model_id: str, user_id: int | None, is_admin: bool) -> dict[str, Any]:
-        """A model's metadata when the user may see it; a 404 otherwise (no leak)."""
-        meta = self.store.read_meta(model_id)
-        if meta is None or (not is_admin and meta.get("owner_id") != user_id):
-            raise NotFoundError(
-                f"No retrieval model named '{model_id}' is visible to you. List yours with "
-                "GET /api/v1/retrieval/models."
-            )
-        return meta
+    def meta(self, model_id: str) -> dict[str, Any] | None:
+        """A stored model's metadata (with the ``info`` it was built with); None if none."""
+        return self.store.read_meta(model_id)
 
-    def models(self, user_id: int | None, is_admin: bool) -> list[dict[str, Any]]:
-        out = []
-        for meta in self.store.all_meta():
-            if is_admin or meta.get("owner_id") == user_id:
-                out.append(self.describe(meta))
-        return out
+    def models(self) -> list[dict[str, Any]]:
+        """Every stored model, described (:meth:`describe`)."""
+        return [self.describe(meta) for meta in self.store.all_meta()]
 
     def describe(self, meta: dict[str, Any]) -> dict[str, Any]:
         public = {k: v for k, v in meta.items() if k != "collections"}
@@ -135,21 +124,6 @@ class RetrievalService:
     def submit(self, job_id: int, work: Any) -> None:
         self._pool.submit(run_here, self.db, job_id, work)
 
-    def check_new_name(self, model_id: str, user_id: int, is_admin: bool, replace: bool) -> None:
-        check_model_id(model_id)
-        meta = self.store.read_meta(model_id)
-        if meta is None:
-            return
-        if not is_admin and meta.get("owner_id") != user_id:
-            raise ConflictError(
-                f"The retrieval model name '{model_id}' belongs to another user; choose another."
-            )
-        if not replace:
-            raise ConflictError(
-                f"A retrieval model named '{model_id}' exists: choose another name, or pass "
-                "replace=true to build it again."
-            )
-
     def build_work(
         self,
         model_id: str,
@@ -190,7 +164,7 @@ class RetrievalService:
         def work(progress: Any) -> dict[str, Any]:
             import pandas as pd
 
-            from taxonomist.data.explore import text_map
+            from taxonomist.features.text_map import text_map
 
             dataset = load_dataset(path, roles)
             progress("map", 0, 1)

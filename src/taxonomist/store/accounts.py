@@ -6,13 +6,13 @@ import hashlib
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taxonomist.errors import AuthenticationError, ConflictError, InvalidParameterError
-from taxonomist.store.tables import ApiToken, AuditEntry, Role, User
+from taxonomist.store.tables import ApiToken, AuditEntry, ModelOwner, Role, User
 
 TOKEN_PREFIX = "tx_"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
@@ -135,6 +135,37 @@ def ensure_admin(s: Session, password: str | None) -> str | None:
     user = create_user(s, "admin", password, Role.ADMIN)
     audit(s, user.id, "create_first_admin", "user", str(user.id))
     return generated
+
+
+class DemoAccount(NamedTuple):
+    token: str
+    user_id: int
+    admin_password: str | None  # the first admin's one-time password, when just created
+
+
+def ensure_demo_account(
+    s: Session,
+    username: str,
+    password: str,
+    model_name: str,
+    *,
+    admin_password: str | None = None,
+    token_ttl: timedelta = timedelta(days=7),
+) -> DemoAccount:
+    """Make a demo ready to sign in to: the first admin (when no user exists yet, with
+    ``admin_password`` or a generated one), the member ``username`` with ``password`` (created,
+    or enabled again with that password), owner of the model ``model_name``, and a new
+    personal API token of that member."""
+    generated = ensure_admin(s, admin_password)
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = create_user(s, username, password)
+    else:
+        check_password(password)
+        user.password_hash, user.disabled = hash_password(password), False
+    s.merge(ModelOwner(name=model_name, owner_id=user.id))
+    token, _ = issue_token(s, user, kind="personal", name="demo", ttl=token_ttl)
+    return DemoAccount(token, user.id, generated)
 
 
 def audit(

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from taxonomist.data.schema import ColumnRole
 from taxonomist.ui.common import NO_FILE_YET, call, choose_dataset, signed_in
 
 client = signed_in()
@@ -62,7 +63,7 @@ overview = pd.DataFrame(
 st.dataframe(overview, hide_index=True, use_container_width=True)
 
 st.subheader("Exploration")
-text_columns = [c for c, p in profile["columns"].items() if p["role"] == "text"]
+text_columns = [c for c, p in profile["columns"].items() if p["role"] == ColumnRole.TEXT]
 if text_columns:
     column = st.selectbox("Text column", text_columns)
     stats = profile["columns"][column]["stats"]

@@ -21,7 +21,8 @@ rows = [
         "metric": v["metric"],
         "score": v["primary"],
         "best family": v["best_family"],
-        "owner": m.get("owner_id"),
+        "owner": m.get("owner") or "",
+        "dataset": v.get("dataset_id") or "",
         "created": datetime.fromtimestamp(v["created"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         if v["created"]
         else "",

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from taxonomist.data.schema import ColumnRole
 from taxonomist.ui.common import cached, call, registered_models, signed_in
 
 client = signed_in()
@@ -22,11 +23,11 @@ st.caption(f"Version {version} · predicts '{detail['target']}' · {len(detail['
 record: dict[str, object] = {}
 with st.form("record"):
     for column, role in detail["roles"].items():
-        if role == "text":
+        if role == ColumnRole.TEXT:
             record[column] = st.text_area(column)
-        elif role == "numeric":
+        elif role == ColumnRole.NUMERIC:
             record[column] = st.number_input(column, value=None, placeholder="empty")
-        elif role in ("categorical", "image"):
+        elif role in (ColumnRole.CATEGORICAL, ColumnRole.IMAGE):
             record[column] = st.text_input(column)
     submitted = st.form_submit_button("Predict")
 if submitted:

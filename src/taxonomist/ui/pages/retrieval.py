@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from taxonomist.store import JobState
 from taxonomist.ui.common import NO_FILE_YET, call, signed_in
 
 client = signed_in()
@@ -29,7 +30,7 @@ def follow(key: str) -> dict[str, Any] | None:
     p = job.get("progress") or {}
     total = p.get("total") or 0
     done = p.get("done") or 0
-    if job["state"] in ("queued", "running"):
+    if not JobState(job["state"]).finished:
         st.progress(
             min(1.0, done / total) if total else 0.0,
             text=f"Job #{job_id} {job['state']}: {p.get('phase', 'waiting')} {done}/{total}",
@@ -38,7 +39,7 @@ def follow(key: str) -> dict[str, Any] | None:
             call(client.cancel_job, job_id)
         time.sleep(1.0)
         st.rerun()
-    if job["state"] != "succeeded":
+    if job["state"] != JobState.SUCCEEDED:
         st.error(f"Job #{job_id} {job['state']}: {job.get('error') or ''}")
         return None
     return job

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import get_args
 
 import pandas as pd
 import streamlit as st
 
+from taxonomist.data.schema import ColumnRole
+from taxonomist.models.config import MetricName
+from taxonomist.store import JobState
 from taxonomist.ui.common import cached, call, choose_dataset, signed_in
 
 client = signed_in()
 st.title("Train")
-ROLES = ["text", "categorical", "numeric", "id", "image", "ignore"]
-METRICS = ["auto", "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc"]
+ROLES = [r.value for r in ColumnRole if r != ColumnRole.TARGET]  # the target is chosen above
+METRICS = ["auto", *get_args(MetricName)]
 
 job_id = st.session_state.get("job_id")
 if job_id is None:
@@ -64,7 +68,7 @@ st.progress(
     text=f"{p.get('trials_done', 0)} trials · best {p.get('best_score') or 0:.4f} "
     f"({p.get('best_family') or '-'}) · {p.get('time_left') or 0:.0f} s left",
 )
-if job["state"] in ("queued", "running"):
+if not JobState(job["state"]).finished:
     if st.button("Cancel"):
         call(client.cancel_job, job_id)
     time.sleep(1.0)  # poll: the page reruns, it never blocks on the job
@@ -72,7 +76,7 @@ if job["state"] in ("queued", "running"):
 if st.button("Train another model"):
     st.session_state.pop("job_id", None)
     st.rerun()
-if job["state"] != "succeeded":
+if job["state"] != JobState.SUCCEEDED:
     st.error(job.get("error") or job["state"])
     st.stop()
 result = job["result"]

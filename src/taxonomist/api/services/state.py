@@ -1,4 +1,6 @@
-"""What the routers share: settings, the database, the job engine, loaded models, metrics."""
+"""What every request shares: the :class:`Services` (settings, database, job engine, model
+registry, retrieval models, metrics), the :class:`Principal` behind a request, the token cache,
+and who owns which registered model (:class:`ModelAccess`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from taxonomist.api.metrics import Metrics
 from taxonomist.config import Settings
 from taxonomist.engine import JobEngine
 from taxonomist.errors import ModelNotFoundError
+from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database, ModelOwner
 
@@ -61,26 +64,14 @@ class TokenCache:
             self._items.clear()
 
 
-class ModelCache:
-    """Loaded models by registry version, and model references resolved for a few seconds."""
+class ModelAccess:
+    """Who owns which registered model (cached for a few seconds), over the service's one
+    :class:`Registry` (which holds the loaded models and resolves references)."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings, self.db = settings, db
-        self._refs: dict[str, tuple[str, int, float]] = {}
+    def __init__(self, registry: Registry, db: Database) -> None:
+        self.registry, self.db = registry, db
         self._owners: dict[str, tuple[int | None, float]] = {}
         self._lock = threading.Lock()
-
-    def resolve(self, ref: str) -> tuple[str, int]:
-        hit = self._refs.get(ref)
-        if hit and hit[2] > time.monotonic():
-            return hit[0], hit[1]
-        from taxonomist.registry import resolve
-
-        mv = resolve(ref, self.settings)
-        out = (mv.name, int(mv.version))
-        with self._lock:
-            self._refs[ref] = (*out, time.monotonic() + RESOLVE_TTL)
-        return out
 
     def owner(self, name: str) -> int | None:
         hit = self._owners.get(name)
@@ -99,28 +90,30 @@ class ModelCache:
                 f"No model named '{name}' is visible to you. List yours with GET /api/v1/models."
             )
 
-    def get(self, name: str, version: int) -> Any:
-        from taxonomist.registry import load_model
+    def resolve(self, ref: str) -> tuple[str, int]:
+        mv = self.registry.resolve(ref)
+        return mv.name, int(mv.version)
 
-        return load_model(f"{name}/{version}", self.settings)
+    def get(self, name: str, version: int) -> Any:
+        return self.registry.load(f"{name}/{version}")
 
     def forget(self, name: str | None = None) -> None:
         with self._lock:
             if name is None:
-                self._refs.clear()
                 self._owners.clear()
-                return
-            for ref in [r for r, v in self._refs.items() if v[0] == name]:
-                self._refs.pop(ref, None)
-            self._owners.pop(name, None)
+            else:
+                self._owners.pop(name, None)
 
 
 @dataclass
 class Services:
+    """The heavy things, built once in the app's lifespan (``api.app.build_services``)."""
+
     settings: Settings
     db: Database
     engine: JobEngine
-    models: ModelCache
+    registry: Registry
+    models: ModelAccess
     metrics: Metrics
     retrieval: RetrievalService
     tokens: TokenCache = field(default_factory=TokenCache)

@@ -1,4 +1,5 @@
-"""Exploration that needs computing: a 2-D map of texts."""
+"""A 2-D map of texts (TF-IDF, SVD, t-SNE) for exploring a dataset: which classes their words
+already separate."""
 
 from __future__ import annotations
 

@@ -1,40 +1,32 @@
-"""Uploaded files to disk in chunks, and plain-JSON conversion of reports."""
+"""Uploaded files to disk in chunks, never whole in memory, and never over the size limit."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
 from fastapi import UploadFile
 
+from taxonomist.config import Settings
+from taxonomist.data import load_table
 from taxonomist.errors import PayloadTooLargeError
 
 CHUNK = 1 << 20
 _SUFFIX = re.compile(r"(\.(csv|tsv|txt|parquet|pq|jsonl|ndjson|json))(\.gz)?$", re.I)
 
 
-def jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN and infinities to null."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return str(obj)
+def upload_limit(settings: Settings) -> int:
+    """The largest upload accepted, in bytes (``TAXONOMIST_MAX_UPLOAD_MB``)."""
+    return int(settings.max_upload_mb * 1e6)
 
 
-def refuse_declared_oversize(request: Any, limit: int) -> None:
-    """A 413 before reading a body whose declared length is over the limit."""
-    declared = int(request.headers.get("content-length") or 0)
+def refuse_declared_oversize(content_length: str | None, limit: int) -> None:
+    """A 413 for a request whose declared length is over the limit (before storing it)."""
+    declared = int(content_length or 0)
     if declared > limit + CHUNK:
         raise PayloadTooLargeError(
             f"The upload ({declared / 1e6:.0f} MB) is larger than the limit of "
@@ -44,7 +36,8 @@ def refuse_declared_oversize(request: Any, limit: int) -> None:
 
 
 def save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int, str]:
-    """Copy the upload to ``folder`` in 1 MB chunks (never whole in memory)."""
+    """Copy the upload to ``folder`` in 1 MB chunks; return its path, size and SHA-256. A
+    file over ``limit`` bytes is refused (413) and nothing is left behind."""
     name = upload.filename or "upload.csv"
     match = _SUFFIX.search(name)
     suffix = match.group(0).lower() if match else Path(name).suffix.lower()[:10]
@@ -69,3 +62,10 @@ def save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int
     final = part.with_name(part.name.removesuffix(".part"))
     part.rename(final)
     return final, size, digest.hexdigest()
+
+
+def uploaded_table(settings: Settings, upload: UploadFile) -> pd.DataFrame:
+    """The uploaded file as a table (streamed to a temporary file, which is then removed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _, _ = save_upload(upload, Path(tmp), upload_limit(settings))
+        return load_table(path)

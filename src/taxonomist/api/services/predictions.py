@@ -1,0 +1,88 @@
+"""Predictions: JSON records or an uploaded file, against a model the user may use; the
+Prometheus metrics of what was predicted; the warnings about the input's columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import UploadFile
+
+from taxonomist.api.schemas import PredictRequest
+from taxonomist.api.services.jsonable import jsonable
+from taxonomist.api.services.models import model_for
+from taxonomist.api.services.state import Principal, Services
+from taxonomist.api.services.uploads import uploaded_table
+from taxonomist.errors import InvalidParameterError, PayloadTooLargeError
+
+MAX_RECORDS = 100_000
+MAX_EXPLAIN = 100
+
+
+def predict_records(svc: Services, user: Principal, body: PredictRequest) -> dict[str, Any]:
+    """The ``PredictResponse`` as plain JSON: the model's name and version, each record's label
+    and class probabilities (and explanation when asked), and ``warnings`` about the records'
+    columns (missing ones are predicted as missing values, unknown ones are ignored)."""
+    records = [body.records] if isinstance(body.records, dict) else body.records
+    if not records:
+        raise InvalidParameterError("No records to predict: send at least one.")
+    if len(records) > MAX_RECORDS:
+        raise PayloadTooLargeError(
+            f"{len(records)} records in one request; the limit is {MAX_RECORDS}. Split the "
+            "batch, or upload a file to POST /api/v1/predict/file."
+        )
+    if body.explain and len(records) > MAX_EXPLAIN:
+        raise InvalidParameterError(
+            f"Explanations are computed for at most {MAX_EXPLAIN} records per request."
+        )
+    name, version, model = model_for(svc, user, body.model)
+    proba = model.predict_proba(records).to_numpy()
+    warnings = model.input_warnings(records)
+    classes = list(model.classes)
+    best = proba.argmax(axis=1)
+    labels = [jsonable(classes[i]) for i in best]
+    keys = [str(c) for c in classes]
+    rounded = np.round(proba.astype(np.float64), 6).tolist()
+    predictions: list[dict[str, Any]] = [
+        {"label": label, "probabilities": dict(zip(keys, row, strict=True))}
+        for label, row in zip(labels, rounded, strict=True)
+    ]
+    if body.explain:
+        for p, record in zip(predictions, records, strict=True):
+            p["explanation"] = jsonable(model.explain(record, top=body.top))
+    svc.metrics.observe_predictions(
+        name, [str(x) for x in labels], proba[np.arange(len(best)), best]
+    )
+    return {"model": name, "version": version, "predictions": predictions, "warnings": warnings}
+
+
+@dataclass
+class PredictedFile:
+    """An uploaded file's rows with ``prediction`` and ``proba_<class>`` columns."""
+
+    model: str
+    version: int
+    rows: pd.DataFrame
+    warnings: list[str]
+
+
+def predict_upload(svc: Services, user: Principal, file: UploadFile, ref: str) -> PredictedFile:
+    """Predict every row of an uploaded file."""
+    name, version, model = model_for(svc, user, ref)
+    table = uploaded_table(svc.settings, file)
+    out = model.predict_frame(table)
+    top = out[[c for c in out.columns if c.startswith("proba_")]].to_numpy().max(axis=1)
+    svc.metrics.observe_predictions(name, [str(x) for x in out["prediction"]], top)
+    return PredictedFile(name, version, out, model.input_warnings(table))
+
+
+def compare_upload(svc: Services, user: Principal, file: UploadFile, ref: str) -> dict[str, Any]:
+    """Working data (an uploaded file) against the model's training data: words per text and
+    class counts side by side, new words, and frequent training words the file lacks."""
+    from taxonomist.monitor import compare_to_training
+
+    name, version, model = model_for(svc, user, ref)
+    report = compare_to_training(model, uploaded_table(svc.settings, file))
+    return {"model": name, "version": version, **jsonable(report)}

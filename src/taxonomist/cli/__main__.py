@@ -1,0 +1,5 @@
+"""``python -m taxonomist.cli``."""
+
+from taxonomist.cli import main
+
+main()

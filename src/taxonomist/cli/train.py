@@ -1,0 +1,367 @@
+"""``train``, ``predict``, ``evaluate`` and ``profile``: from a table to a registered model,
+and a model back to a scored table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from taxonomist.cli.backend import backend_for
+from taxonomist.cli.options import DataArg, JsonOpt, ModelArg, RemoteOpt, TokenOpt
+from taxonomist.cli.output import TrainProgress, echo_json, out
+from taxonomist.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from taxonomist.models.config import TrainConfig
+    from taxonomist.models.result import TrainResult
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The options a ``--config`` file sets, validated by ``TrainConfig.from_file`` (unknown
+    keys named) except that its target may come from the command line instead."""
+    from pydantic import Field
+
+    from taxonomist.models.config import TrainConfig
+
+    # Defined here, not at import: the config module pulls pandas into every CLI start.
+    class FileConfig(TrainConfig):
+        target: str | None = Field(  # type: ignore[assignment]
+            default=None, min_length=1, max_length=200, description="Column with the labels."
+        )
+
+    options: dict[str, Any] = FileConfig.from_file(path).model_dump(exclude_unset=True)
+    return options
+
+
+def train_config(data: Path | None, config_file: Path | None, **flags: Any) -> TrainConfig:
+    """One :class:`TrainConfig` from ``config_file`` (if any), then the flags given (``None``:
+    not given) and ``data``, which override it. The model name defaults to the data's."""
+    from taxonomist.models.config import TrainConfig
+
+    options = read_config_file(config_file) if config_file else {}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    if data is not None:
+        options["data"] = str(data)
+    where = f" or 'target' in '{config_file.name}'" if config_file else ""
+    if not options.get("target"):
+        raise InvalidParameterError(f"Which column holds the labels? Give --target COLUMN{where}.")
+    if not options.get("data"):
+        raise InvalidParameterError(
+            "What should it train on? Give DATA (a CSV, Parquet or JSON Lines file) or 'data' "
+            "in the --config file."
+        )
+    if not options.get("name"):
+        options["name"] = default_name(Path(options["data"]))
+    # The file's own values were checked on their own: what fails now came with the flags.
+    return TrainConfig.parse(options, source="the command line")
+
+
+def default_name(data: Path) -> str:
+    """A registered-model name from a data file's name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.stem).strip("-.") or "model"
+    return stem[:100]
+
+
+def parse_roles(items: list[str]) -> dict[str, str]:
+    """``COLUMN=ROLE`` items -> column -> role."""
+    roles = {}
+    for item in items:
+        if "=" not in item:
+            raise InvalidParameterError(
+                f"--role expects COLUMN=ROLE (e.g. --role bundle=categorical); got '{item}'."
+            )
+        col, role = item.rsplit("=", 1)
+        roles[col.strip()] = role.strip()
+    return roles
+
+
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Data file: CSV/TSV (any of utf-8, cp1251, latin-1; delimiter sniffed), "
+            "Parquet or JSON Lines. Default: the --config file's 'data'.",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A training config, YAML or JSON, with the keys data, target, name, text, "
+            "roles, time_budget, trials, metric, families, seed, promote. DATA and the options "
+            "given here override its values. 'taxonomist models show NAME --config' prints "
+            "the one a version was trained with.",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", "-t", help="Column with the labels (required unless --config gives it)."
+        ),
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text column (repeat for several). Default: inferred."),
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="Force a column's role, COLUMN=ROLE with ROLE one of text, categorical, "
+            "numeric, id, ignore (repeatable).",
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            help="Seconds for the whole training, search and refit included (at least 5; "
+            "default 120 unless --trials is given).",
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            help="Run exactly N search trials instead of a time budget; the same data "
+            "then give the same model.",
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="Metric to optimise: f1_macro (multiclass default), roc_auc (binary "
+            "default), f1_weighted, accuracy, balanced_accuracy, log_loss.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Registered model name; each training adds a version. Default: the data "
+            "file's name.",
+        ),
+    ] = None,
+    promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Make this version the champion even if it scores lower.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Train the best classifier the budget allows and register it.
+
+    The search tries linear models on word and character n-grams, LightGBM on tabular
+    features stacked with the text model, CatBoost for tabular-heavy data and sentence
+    embeddings, tunes them with Optuna, ensembles the best, and calibrates probabilities.
+    """
+    backend = backend_for(remote, token)
+    config = train_config(
+        data,
+        config_file,
+        target=target,
+        text=text or None,
+        roles=parse_roles(role or []) or None,
+        time_budget=time_budget,
+        trials=trials,
+        metric=metric,
+        name=name,
+        promote=promote,
+    )
+    with TrainProgress(
+        enabled=not as_json, budget=config.time_budget, trials=config.trials
+    ) as progress:
+        outcome = backend.train(config, progress)
+    if as_json:
+        echo_json(outcome.summary)
+    elif outcome.result is not None:
+        print_training(outcome.result)
+    else:
+        r = outcome.summary
+        out.print(
+            f"Registered {r['model']} version {r['version']} on {backend.where}: "
+            f"{r['metrics']['primary_metric']} {r['metrics']['primary']:.4f} "
+            f"({r['best_family']}, {r['train_seconds']:.0f}s)."
+        )
+
+
+def print_training(result: TrainResult) -> None:
+    """Scores, ensemble, promotion and data notes of a training run trained here."""
+    m = result.metrics
+    out.print(
+        f"[bold green]Trained[/] {result.name} version {result.version} in "
+        f"{result.train_seconds:.1f}s "
+        f"({m['n_trials']} trials, validation: {m['validation']})."
+    )
+    table = Table(title="Cross-validated scores", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("primary", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece"):
+        value = m.get(key)
+        if value is not None:
+            label = f"{m['primary_metric']} (optimised)" if key == "primary" else key
+            table.add_row(label, f"{value:.4f}")
+    table.add_row("predict rows/s", f"{m['predict_rows_per_second']:,.0f}")
+    table.add_row("predict one record p50", f"{m['predict_one_ms_p50']:.2f} ms")
+    out.print(table)
+    ensemble = ", ".join(f"{k} {v:.0%}" for k, v in result.model.families.items())
+    out.print(
+        f"Ensemble: {ensemble}. Best single model: {m['best_single_family']} "
+        f"({m['best_single']:.4f})."
+    )
+    out.print(f"Champion: {'yes' if result.promoted else 'no'} — {result.promotion_reason}.")
+    for w in result.report.warnings:
+        out.print(f"[yellow]Note:[/] {w}", highlight=False)
+    out.print(
+        f"Next: taxonomist predict {result.name} DATA --output predictions.csv · "
+        f"taxonomist models show {result.name}"
+    )
+
+
+def predict(
+    model: ModelArg,
+    data: DataArg,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the input plus 'prediction' and 'proba_<class>' columns "
+            "here (.csv, .parquet or .jsonl).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    remote: RemoteOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Predict labels and class probabilities for every row of DATA."""
+    predictions = backend_for(remote, token).predict_file(model, data)
+    frame = predictions.frame
+    if output is not None:
+        write_table(frame, output)
+    if as_json:
+        echo_json(
+            {
+                "model": predictions.model,
+                "n": len(frame),
+                "output": str(output) if output else None,
+                "predictions": None
+                if output
+                else frame[
+                    ["prediction", *[c for c in frame.columns if c.startswith("proba_")]]
+                ].to_dict(orient="records"),
+                "counts": frame["prediction"].astype(str).value_counts().to_dict(),
+            }
+        )
+        return
+    counts = frame["prediction"].astype(str).value_counts()
+    out.print(f"Predicted {len(frame)} rows with {model}.")
+    for label, n in counts.head(10).items():
+        out.print(f"  {label}: {n}")
+    if output is not None:
+        out.print(f"Wrote {output}")
+    else:
+        out.print(frame[["prediction"]].head(20).to_string())
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as CSV, TSV, Parquet or JSON Lines, by ``path``'s suffix."""
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif suffix in (".csv", ".tsv", ""):
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    else:
+        raise InvalidParameterError(
+            f"Cannot write '{path.name}': use an output ending in .csv, .tsv, .parquet or .jsonl."
+        )
+
+
+def evaluate(
+    model: ModelArg,
+    data: DataArg,
+    target: Annotated[str, typer.Option("--target", "-t", help="Column with the true labels.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model on labelled DATA: accuracy, F1, per-class report, ROC AUC (binary)."""
+    from taxonomist.data.load import load_table
+    from taxonomist.registry import get_registry
+
+    result = get_registry().load(model).evaluate(load_table(data), target=target)
+    keys = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "per_class")
+    if as_json:
+        echo_json(
+            {k: result[k] for k in keys}
+            | {"ece": result["ece"], "unknown_labels": result["unknown_labels"]}
+        )
+        return
+    out.print(f"{model} on {data.name} ({result['n']} labelled rows)")
+    for k in keys[1:-1]:
+        if result[k] is not None:
+            out.print(f"  {k}: {result[k]:.4f}")
+    table = Table("class", "precision", "recall", "f1", "support")
+    for c, v in result["per_class"].items():
+        table.add_row(
+            c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"])
+        )
+    out.print(table)
+    if result["unknown_labels"]:
+        out.print(f"[yellow]Labels the model never saw:[/] {result['unknown_labels']}")
+
+
+def profile(
+    data: DataArg,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Label column.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe DATA: rows, column roles, missing values, words per text, classes, language."""
+    from taxonomist.data import infer_column_roles, load_table, profile_table
+
+    df = load_table(data)
+    prof = profile_table(df, infer_column_roles(df, target))
+    if as_json:
+        d = prof.to_dict()
+        for col in d["columns"].values():
+            col["stats"].pop("vocabulary", None)
+        echo_json(d)
+        return
+    out.print(
+        f"{data.name}: {prof.n_rows} rows, {prof.n_columns} columns, "
+        f"{prof.n_duplicates} duplicate rows, language {prof.language}"
+    )
+    table = Table("column", "role", "missing", "unique", "summary")
+    for c in prof.columns.values():
+        s = c.stats
+        if c.role == "text":
+            summary = f"{s['words_mean']:.1f} words/text, {s['vocabulary_size']} distinct words"
+        elif c.role == "numeric" and s:
+            summary = f"mean {s['mean']:.3g}, range [{s['min']:.3g}, {s['max']:.3g}]"
+        elif "top" in s:
+            summary = ", ".join(list(s["top"])[:3])
+        else:
+            summary = ""
+        table.add_row(c.name, c.role, str(c.missing), str(c.n_unique), summary[:60])
+    out.print(table)
+    if prof.class_counts:
+        top = list(prof.class_counts.items())
+        out.print(
+            f"{len(top)} classes: "
+            + ", ".join(f"{k} {v}" for k, v in top[:12])
+            + (" ..." if len(top) > 12 else "")
+        )

@@ -1,0 +1,147 @@
+"""One training config: what ``train()`` takes, whether from the library, CLI flags, a
+``--config FILE.yaml``, the API's job body or a registered version being replayed.
+
+Defaults, bounds and the rule "a trial count replaces the default time budget" live here once.
+The config is stored with every registered version, so a retrain replays it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taxonomist.data.schema import ColumnRole
+from taxonomist.errors import InvalidParameterError
+
+DEFAULT_TIME_BUDGET = 120.0
+MAX_TIME_BUDGET = 86_400.0
+MAX_TRIALS = 10_000
+
+# The names the library accepts; the API's schemas and the UI import these lists.
+MetricName = Literal[
+    "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"
+]
+FamilyName = Literal["linear_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"]
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class TrainOptions(BaseModel):
+    """How to train: everything but the data, the target and the model's name."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    text: list[str] | None = Field(
+        default=None, description="Text columns (default: inferred from the data)."
+    )
+    roles: dict[str, ColumnRole] | None = Field(
+        default=None, description="Forced column roles, column -> role."
+    )
+    time_budget: float | None = Field(
+        default=DEFAULT_TIME_BUDGET,
+        ge=5,
+        le=MAX_TIME_BUDGET,
+        description="Seconds for the whole training, search and refit included. Giving "
+        "'trials' without a time budget removes the default one.",
+    )
+    trials: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TRIALS,
+        description="Run exactly this many search trials: the same data then give the same model.",
+    )
+    metric: MetricName | None = Field(
+        default=None,
+        description="Metric to optimise; default roc_auc for two classes, f1_macro otherwise.",
+    )
+    families: list[FamilyName] | None = Field(
+        default=None, min_length=1, description="Model families to search (default: all that fit)."
+    )
+    seed: int | None = Field(default=None, description="Seed (default: TAXONOMIST_SEED).")
+    promote: bool = Field(
+        default=False, description="Make the new version the champion even if it scores lower."
+    )
+
+    @model_validator(mode="after")
+    def _trials_replace_the_default_budget(self) -> Self:
+        if self.trials is not None and "time_budget" not in self.model_fields_set:
+            self.time_budget = None
+        return self
+
+
+class TrainConfig(TrainOptions):
+    """A whole training run: data, target, model name and :class:`TrainOptions`."""
+
+    data: str | None = Field(
+        default=None, description="Data file (CSV/TSV/Parquet/JSON Lines) to train on."
+    )
+    target: str = Field(min_length=1, max_length=200, description="Column with the labels.")
+    name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="Registered model name; each training adds a version.",
+    )
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], source: str = "the training config") -> TrainConfig:
+        """Validate ``data``; errors name the keys (unknown ones with a 'did you mean')."""
+        if not isinstance(data, dict):
+            raise InvalidParameterError(
+                f"{source} must be a mapping of option -> value; got {type(data).__name__}."
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise config_error(exc, source, cls) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML or JSON config file."""
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidParameterError(f"Cannot read the config file '{path}': {exc}") from None
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise InvalidParameterError(
+                f"The config file '{path.name}' is not valid {path.suffix[1:].upper() or 'YAML'}: "
+                f"{exc}"
+            ) from None
+        return cls.parse(data or {}, source=f"'{path.name}'")
+
+    def merged(self, **overrides: Any) -> TrainConfig:
+        """A copy with ``overrides`` (``None`` values are left out) validated again."""
+        data = self.model_dump(exclude_unset=True)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return TrainConfig.parse(data)
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as stored with a registered version (every option, resolved)."""
+        return self.model_dump(mode="json")
+
+
+def config_error(exc: ValidationError, source: str, model: type[BaseModel]) -> Exception:
+    """One readable message for a ValidationError of ``model`` read from ``source``."""
+    known = list(model.model_fields)
+    problems = []
+    for e in exc.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][0]), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"unknown key '{key}'{hint}")
+        elif e["type"] == "missing":
+            problems.append(f"'{key}' is required")
+        else:
+            problems.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
+    return InvalidParameterError(
+        f"Invalid options in {source}: {'; '.join(problems)}. Known keys: {', '.join(known)}.",
+        details={"errors": problems},
+    )

@@ -1,0 +1,203 @@
+"""What training produced, and how it becomes a registry :class:`~taxonomist.registry.Candidate`:
+its scores, its config, its report folder (plots and JSON) and its trials."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from taxonomist.data.profile import DatasetProfile
+from taxonomist.data.validate import ValidationReport
+from taxonomist.models.config import TrainConfig
+from taxonomist.models.model import TaxonomistModel
+
+if TYPE_CHECKING:
+    import optuna
+
+    from taxonomist.registry import Candidate, Registration, Registry
+
+SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
+
+
+@dataclass
+class TrainResult:
+    """The model, its cross-validated scores, the config that produced it and, once
+    registered (:meth:`register`), where it is stored."""
+
+    model: TaxonomistModel
+    metrics: dict[str, Any]
+    train_seconds: float
+    best_family: str
+    report: ValidationReport
+    profile: DatasetProfile
+    leaderboard: pd.DataFrame
+    config: TrainConfig
+    study: optuna.Study | None = field(default=None, repr=False)
+    name: str | None = None
+    version: int | None = None
+    promoted: bool = False
+    promotion_reason: str = ""
+    run_id: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The ``train --json`` contract."""
+        return {
+            "model": self.name,
+            "version": self.version,
+            "metrics": {k: self.metrics.get(k) for k in SUMMARY_METRICS}
+            | {
+                "primary": self.metrics["primary"],
+                "primary_metric": self.metrics["primary_metric"],
+            },
+            "train_seconds": round(self.train_seconds, 2),
+            "best_family": self.best_family,
+            "ensemble": self.model.families,
+            "promoted": self.promoted,
+        }
+
+    # -- registration -----------------------------------------------------------------------
+    def register(
+        self,
+        registry: Registry,
+        name: str | None = None,
+        *,
+        promote: bool | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Registration:
+        """Register the model as a new version of ``name`` (default: the config's) in
+        ``registry``; ``promote`` defaults to the config's. Fills the registry fields."""
+        from taxonomist.errors import InvalidParameterError
+
+        name = name or self.config.name
+        if not name:
+            raise InvalidParameterError(
+                "No model name to register under: give 'name' (--name on the command line)."
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp)
+            write_report(self, report)
+            candidate = self.candidate(report, tags=tags)
+            candidate.config = self.config.model_copy(update={"name": name}).to_json()
+            reg = registry.register(
+                name, candidate, promote=self.config.promote if promote is None else promote
+            )
+        self.name, self.version, self.run_id = reg.name, reg.version, reg.run_id
+        self.promoted, self.promotion_reason = reg.promoted, reg.reason
+        self.model.info.setdefault("registry", {}).update(name=reg.name, version=reg.version)
+        return reg
+
+    def candidate(
+        self, report: Path | None = None, tags: dict[str, str] | None = None
+    ) -> Candidate:
+        """The registry's view of this result (``report``: a folder of artifacts)."""
+        from taxonomist.models.metrics import METRICS
+        from taxonomist.registry import Candidate
+
+        model = self.model
+        params = {
+            "target": model.schema.target,
+            "n_rows": self.report.n_rows_used,
+            "n_classes": len(model.classes),
+            "metric": model.metric,
+            "ensemble": json.dumps(model.families),
+            "best_family": self.best_family,
+            "language": self.profile.language,
+        }
+        metrics = {
+            k: float(v)
+            for k, v in self.metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "n"
+        }
+        return Candidate(
+            model=model,
+            primary=float(self.metrics["primary"]),
+            metric=model.metric,
+            greater_is_better=METRICS[model.metric].greater_is_better,
+            protocol=model.info["protocol"],
+            input_example=input_example(model),
+            params=params,
+            metrics=metrics,
+            tags={
+                "target": str(model.schema.target),
+                "best_family": self.best_family,
+                **(tags or {}),
+            },
+            config=self.config.to_json(),
+            report=report,
+            trials=trials_of(self.study, model.metric),
+        )
+
+
+def input_example(model: TaxonomistModel) -> pd.DataFrame:
+    """One made-up row with the feature columns (the pyfunc flavour's signature)."""
+    row: dict[str, Any] = {}
+    for col in model.feature_columns:
+        row[col] = 0.0 if str(model.schema.roles[col]) == "numeric" else "example"
+    return pd.DataFrame([row])
+
+
+def trials_of(study: optuna.Study | None, metric: str) -> list[Any]:
+    """The finished and pruned trials of ``study`` as registry :class:`Trial` records."""
+    if study is None:
+        return []
+    import optuna
+
+    from taxonomist.registry import Trial
+
+    kept = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    out = []
+    for t in study.trials:
+        if t.state not in kept:
+            continue
+        score = None if t.value is None else (t.value if metric == "log_loss" else -t.value)
+        out.append(
+            Trial(
+                number=t.number,
+                state=t.state.name,
+                params=dict(t.params),
+                score=score,
+                fold_seconds=float(t.user_attrs.get("fold_seconds", 0.0)),
+            )
+        )
+    return out
+
+
+def write_report(result: TrainResult, folder: Path) -> dict[str, str]:
+    """The profile, validation report, metrics, schema, leaderboard and plots of ``result``
+    into ``folder``; returns plot name -> file name."""
+    from taxonomist.models import plots
+    from taxonomist.models.metrics import METRICS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = result.model
+    files: dict[str, Path] = {}
+    (folder / "profile.json").write_text(json.dumps(result.profile.to_dict(), default=str))
+    (folder / "validation.json").write_text(json.dumps(result.report.to_dict(), default=str))
+    (folder / "metrics.json").write_text(json.dumps(result.metrics, default=str, indent=1))
+    (folder / "schema.json").write_text(json.dumps(model.schema.to_dict()))
+    result.leaderboard.to_csv(folder / "leaderboard.csv", index=False)
+    classes = [str(c) for c in model.classes]
+    files["confusion_matrix"] = plots.confusion_matrix_plot(
+        result.metrics["confusion_matrix"], classes, folder / "confusion_matrix.png"
+    )
+    files["per_class_f1"] = plots.per_class_f1_plot(
+        result.metrics["per_class"], folder / "per_class_f1.png"
+    )
+    if result.study is not None:
+        files["history"] = plots.history_plot(
+            result.study,
+            model.metric,
+            METRICS[model.metric].greater_is_better,
+            folder / "optimization_history.png",
+        )
+        imp = plots.param_importances(result.study, result.best_family)
+        (folder / "param_importances.json").write_text(json.dumps(imp))
+        files["importances"] = plots.importance_plot(
+            imp, result.best_family, folder / "param_importances.png"
+        )
+    return {k: v.name for k, v in files.items()}

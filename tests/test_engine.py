@@ -1,0 +1,55 @@
+"""The training job's task, run in this process against a real metadata database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from taxonomist.config import Settings
+from taxonomist.engine.jobs import run_job
+from taxonomist.registry import Registry
+from taxonomist.store import Database, Job
+from taxonomist.store.accounts import create_user
+
+
+def test_a_job_replays_its_config_and_honours_promote(toy: pd.DataFrame, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    db = Database(settings.database)
+    db.migrate()
+    data = tmp_path / "toy.csv"
+    toy.to_csv(data, index=False)
+    with db.session() as s:
+        owner = create_user(s, "alice", "password-1").id
+
+    def run(**config: Any) -> dict[str, Any]:
+        with db.session() as s:
+            job = Job(owner_id=owner, dataset_id=None, config=config, progress={}, logs=[])
+            s.add(job)
+            s.flush()
+            job_id = job.id
+        outcome = run_job(job_id, settings.model_dump(mode="json"))
+        with db.session() as s:
+            assert s.get_one(Job, job_id).state == "succeeded", s.get_one(Job, job_id).error
+        return outcome
+
+    base = {
+        "model_name": "toy",
+        "target": "label",
+        "dataset_path": str(data),
+        "owner_id": owner,
+        "trials": 2,
+        "time_budget": None,
+        "families": ["logreg"],
+    }
+    assert run(**base)["promoted"] is True  # the first version
+    # the same score on the same protocol does not beat the champion ...
+    assert run(**base)["promoted"] is False
+    # ... unless the job asks for it
+    assert run(**base, promote=True)["promoted"] is True
+    registry = Registry(settings)
+    assert int(registry.resolve("toy@champion").version) == 3
+    stored = registry.config("toy/3")
+    assert stored is not None and stored["promote"] is True and stored["families"] == ["logreg"]
+    db.dispose()
