@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TAXONOMIST_SHARED", ROOT.parent / "shared")) / "data"
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "fixtures"
 
 
 def shared(path: str) -> Path:
@@ -135,6 +136,54 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+README = ROOT / "README.md"
+_FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.M | re.S)
+
+
+def readme_blocks(section: str | None = None) -> list[tuple[str, str]]:
+    """The README's fenced (language, code) blocks: all, or those under ``## section``."""
+    text = README.read_text()
+    if section is not None:
+        start = text.index(f"## {section}\n")
+        end = text.find("\n## ", start + 1)
+        text = text[start : end if end > 0 else None]
+    return _FENCE.findall(text)
+
+
+def run_block(language: str, code: str, cwd: Path, env: dict[str, str]) -> str:
+    """Run a README block as written (bash or Python) in ``cwd``; its stdout."""
+    import subprocess
+    import sys
+
+    command = (
+        ["bash", "-euo", "pipefail", "-c", code]
+        if language == "bash"
+        else [
+            sys.executable,
+            "-c",
+            code,
+        ]
+    )
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+    return done.stdout
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Wait until ``url`` answers 200 (a server started in another process)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
 
 
 @contextmanager

@@ -1,35 +1,23 @@
 """Every example in the README runs as written: the shell blocks with bash, the Python blocks
 with this interpreter, in one folder (the retrieval examples get the shared SQuAD sample as
 ``squad.json`` and ``held_out.json``), against a fresh TAXONOMIST_HOME. The served API runs on
-a free port instead of 8000; nothing else is changed."""
+a free port instead of 8000; nothing else is changed. The demo's block runs on the home the demo
+made, in tests/cli/test_demo.py."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from .conftest import ROOT, free_port, shared
+from tests.conftest import free_port, readme_blocks, run_block, shared, wait_http
 
-README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
-FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.M | re.S)
-
-
-def blocks(section: str) -> list[tuple[str, str]]:
-    """The fenced (language, code) blocks under the README's ``## section`` heading."""
-    text = README.read_text()
-    start = text.index(f"## {section}\n")
-    end = text.find("\n## ", start + 1)
-    return FENCE.findall(text[start : end if end > 0 else None])
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +34,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     yield folder, env
 
 
-def run(language: str, code: str, cwd: Path, env: dict[str, str]) -> str:
-    command = (
-        ["bash", "-euo", "pipefail", "-c", code]
-        if language == "bash"
-        else [
-            sys.executable,
-            "-c",
-            code,
-        ]
-    )
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
-    return done.stdout
-
-
 def test_the_two_commands_come_first() -> None:
-    language, code = FENCE.findall(README.read_text())[0]
+    language, code = readme_blocks()[0]
     assert language == "bash"
     assert [line.split("#")[0].strip() for line in code.strip().splitlines()] == [
         "make demo",
@@ -73,9 +46,9 @@ def test_the_two_commands_come_first() -> None:
 @pytest.mark.slow
 def test_use_it(workdir: tuple[Path, dict[str, str]]) -> None:
     folder, env = workdir
-    (shell, cli), (yaml_lang, config), (python, library) = blocks("Use it")
+    (shell, cli), (yaml_lang, config), (python, library) = readme_blocks("Use it")
     assert (shell, yaml_lang, python) == ("bash", "yaml", "python")
-    out = run(shell, cli, folder, env)
+    out = run_block(shell, cli, folder, env)
     assert "Wrote apps.csv" in out and "Deleted version 2 of apps" in out
     assert (folder / "scored.csv").exists()
     assert "target: prime_genre" in (folder / "apps.yaml").read_text()
@@ -88,16 +61,16 @@ def test_use_it(workdir: tuple[Path, dict[str, str]]) -> None:
         "logreg",
         "lightgbm",
     ]
-    run(python, library, folder, env)
+    run_block(python, library, folder, env)
 
 
 @pytest.mark.slow
 def test_serve_it(workdir: tuple[Path, dict[str, str]]) -> None:
     folder, env = workdir
-    (_, serve), (python, client) = blocks("Serve it")
+    (_, serve), (python, client) = readme_blocks("Serve it")
     port = free_port()
     if not (folder / "apps.csv").exists():
-        run("bash", "taxonomist sample apps.csv", folder, env)
+        run_block("bash", "taxonomist sample apps.csv", folder, env)
     server = subprocess.Popen(
         ["bash", "-c", serve.split("#")[0].replace("8000", str(port))],
         cwd=folder,
@@ -107,18 +80,9 @@ def test_serve_it(workdir: tuple[Path, dict[str, str]]) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("the README's server did not become ready")
+        wait_http(f"http://127.0.0.1:{port}/ready", timeout=90)
         code = client.replace("localhost:8000", f"127.0.0.1:{port}")
-        run(python, code + "\nassert job['state'] == 'succeeded', job\n", folder, env)
+        run_block(python, code + "\nassert job['state'] == 'succeeded', job\n", folder, env)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -131,6 +95,6 @@ def test_find_the_passage(workdir: tuple[Path, dict[str, str]]) -> None:
     sample = shared("squad/squad_v2_part1.json")
     shutil.copyfile(sample, folder / "squad.json")
     shutil.copyfile(sample, folder / "held_out.json")
-    ((shell, code),) = blocks("Find the passage that answers a question")
-    out = run(shell, code, folder, env)
+    ((shell, code),) = readme_blocks("Find the passage that answers a question")
+    out = run_block(shell, code, folder, env)
     assert '"top1"' in out and "Removed 1 retrieval model" in out

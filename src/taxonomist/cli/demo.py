@@ -199,36 +199,47 @@ def _demo_dataset(settings: Any, db: Any, user_id: int, path: Path, describe: An
 def demo_retrieval(owner_id: int, qa: DemoDataset | None) -> None:
     """Build the demo retrieval model on the demo user's copy of the SQuAD sample."""
     from taxonomist.demo import DEMO_RETRIEVAL
-    from taxonomist.retrieval import build_model, load_qa
+    from taxonomist.retrieval import RetrievalModel, RetrievalParams, build_model, load_qa
 
     if qa is None:
         out.print("[yellow]Note:[/] no SQuAD sample beside the checkout: no retrieval demo.")
         return
-    out.print(f"\n[bold]Retrieval demo[/]: indexing the passages of {qa.name} (hybrid) ...")
     store = LocalBackend().store
-    with JobBar() as bar:
-        model = build_model(
-            DEMO_RETRIEVAL,
-            load_qa(Path(qa.path)),
-            store,
-            replace=True,
-            on_progress=bar,
-            info={
-                "owner_id": owner_id,
-                "owner": DEMO_USER,
-                "dataset_id": qa.id,
-                "dataset": qa.name,
-            },
-        )
+    meta = store.read_meta(DEMO_RETRIEVAL) or {}
+    fresh = RetrievalParams().model_dump(mode="json")
+    if (meta.get("owner_id"), meta.get("dataset_id"), meta.get("params")) == (
+        owner_id,
+        qa.id,
+        fresh,
+    ):
+        model = RetrievalModel.open(store, DEMO_RETRIEVAL)  # built by an earlier demo
+        verb = "Kept"
+    else:
+        out.print(f"\n[bold]Retrieval demo[/]: indexing the passages of {qa.name} (hybrid) ...")
+        with JobBar() as bar:
+            model = build_model(
+                DEMO_RETRIEVAL,
+                load_qa(Path(qa.path)),
+                store,
+                replace=True,
+                on_progress=bar,
+                info={
+                    "owner_id": owner_id,
+                    "owner": DEMO_USER,
+                    "dataset_id": qa.id,
+                    "dataset": qa.name,
+                },
+            )
+        verb = "Built"
     question = "Who invented the steam engine with a separate condenser?"
     best = model.search(question, k=1)
     model.close()
     store.shutdown()  # the service opens it next
     out.print(
-        f"Built {DEMO_RETRIEVAL}: {model.meta['n_passages']} passages in "
-        f"{model.meta['build_seconds']:.0f}s. Asked '{question}':\n  {best[0]['context'][:160]}..."
+        f"{verb} {DEMO_RETRIEVAL}: {model.meta['n_passages']} passages (built in "
+        f"{model.meta['build_seconds']:.0f}s). Asked '{question}':\n  {best[0]['context'][:160]}..."
         if best
-        else f"Built {DEMO_RETRIEVAL}."
+        else f"{verb} {DEMO_RETRIEVAL}."
     )
 
 

@@ -23,19 +23,11 @@ if TYPE_CHECKING:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The options a ``--config`` file sets, validated by ``TrainConfig.from_file`` (unknown
-    keys named) except that its target may come from the command line instead."""
-    from pydantic import Field
+    """The options a ``--config`` file sets (validated, unknown keys named; its target may
+    come from the command line instead)."""
+    from taxonomist.models.config import TrainConfigFile
 
-    from taxonomist.models.config import TrainConfig
-
-    # Defined here, not at import: the config module pulls pandas into every CLI start.
-    class FileConfig(TrainConfig):
-        target: str | None = Field(  # type: ignore[assignment]
-            default=None, min_length=1, max_length=200, description="Column with the labels."
-        )
-
-    options: dict[str, Any] = FileConfig.from_file(path).model_dump(exclude_unset=True)
+    options: dict[str, Any] = TrainConfigFile.from_file(path).model_dump(exclude_unset=True)
     return options
 
 

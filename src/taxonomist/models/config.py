@@ -86,7 +86,7 @@ class TrainConfig(TrainOptions):
     )
 
     @classmethod
-    def parse(cls, data: dict[str, Any], source: str = "the training config") -> TrainConfig:
+    def parse(cls, data: dict[str, Any], source: str = "the training config") -> Self:
         """Validate ``data``; errors name the keys (unknown ones with a 'did you mean')."""
         if not isinstance(data, dict):
             raise InvalidParameterError(
@@ -98,7 +98,7 @@ class TrainConfig(TrainOptions):
             raise config_error(exc, source, cls) from None
 
     @classmethod
-    def from_file(cls, path: str | Path) -> TrainConfig:
+    def from_file(cls, path: str | Path) -> Self:
         """Read a YAML or JSON config file."""
         import yaml
 
@@ -125,6 +125,15 @@ class TrainConfig(TrainOptions):
     def to_json(self) -> dict[str, Any]:
         """The config as stored with a registered version (every option, resolved)."""
         return self.model_dump(mode="json")
+
+
+class TrainConfigFile(TrainConfig):
+    """What a ``--config`` file holds: a :class:`TrainConfig` whose target may be given beside
+    it (on the command line)."""
+
+    target: str | None = Field(  # type: ignore[assignment]
+        default=None, min_length=1, max_length=200, description="Column with the labels."
+    )
 
 
 def config_error(exc: ValidationError, source: str, model: type[BaseModel]) -> Exception:

@@ -17,8 +17,7 @@ from taxonomist.errors import (
     FileFormatError,
     TargetError,
 )
-
-from .conftest import DATA
+from tests.conftest import DATA
 
 MALFORMED = DATA / "malformed"
 

@@ -10,8 +10,7 @@ import taxonomist
 from taxonomist.errors import InvalidParameterError, ModelNotFoundError, SchemaMismatchError
 from taxonomist.models.train import train
 from taxonomist.registry import get_registry
-
-from .conftest import shared
+from tests.conftest import shared
 
 
 def test_same_trials_same_model(rakuten: pd.DataFrame, home) -> None:

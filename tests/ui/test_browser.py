@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, small_squad
+from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, small_squad, wait_http
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "browser"
@@ -45,13 +44,7 @@ def ui(chromium: str, live_server: str) -> Iterator[str]:
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
+    wait_http(f"{url}/_stcore/health")
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield url
     process.terminate()

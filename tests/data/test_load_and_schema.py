@@ -9,8 +9,7 @@ import pytest
 
 from taxonomist.data import ColumnRole, infer_column_roles, load_table
 from taxonomist.errors import ColumnNotFoundError, InvalidParameterError
-
-from .conftest import shared
+from tests.conftest import shared
 
 ROWS = [
     {"title": "Пицца с грибами и сыром", "shop": "север", "price": 10.5, "label": "еда"},

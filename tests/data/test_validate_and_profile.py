@@ -6,8 +6,7 @@ import pandas as pd
 
 from taxonomist.data import infer_column_roles, profile_table, validate_training_table
 from taxonomist.data.profile import DatasetProfile
-
-from .conftest import shared
+from tests.conftest import shared
 
 
 def test_unlabelled_rows_and_tiny_classes_are_dropped_and_reported() -> None:

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from taxonomist.cli import app
 from taxonomist.models.config import TrainConfig
-
-from .conftest import shared
+from tests.conftest import shared
 
 runner = CliRunner()
 
@@ -322,8 +321,7 @@ def test_remote_training_sends_the_whole_config_to_the_job(
 
 def test_remote_show_config_replays_on_the_server(live_server: str, toy_csv, tmp_path) -> None:
     from taxonomist.client import Client
-
-    from .conftest import ADMIN_PASSWORD
+    from tests.conftest import ADMIN_PASSWORD
 
     with Client.login(live_server, "admin", ADMIN_PASSWORD) as admin:
         remote = ["--remote", live_server, "--token", admin.create_token("cli")["token"]]

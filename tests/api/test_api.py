@@ -283,6 +283,32 @@ def test_a_training_job_reports_progress_logs_and_its_model(
     assert models[0]["versions"][0]["aliases"] == ["champion"]
 
 
+def test_a_job_with_promote_makes_its_version_champion(
+    api: TestClient, trained: dict[str, Any]
+) -> None:
+    headers, name = trained["headers"], f"promoted-{uuid.uuid4().hex[:6]}"
+    body = {"dataset_id": trained["dataset_id"], "model_name": name, "trials": 1}
+    body["families"] = ["logreg"]
+
+    def train(**extra: Any) -> dict[str, Any]:
+        r = api.post("/api/v1/jobs", json=body | extra, headers=headers)
+        assert r.status_code == 202, r.text
+        assert r.json()["config"]["promote"] is extra.get("promote", False)
+        job = wait_job(api, headers, r.json()["id"], {"succeeded", "failed", "cancelled"})
+        assert job["state"] == "succeeded", job
+        return job["result"]
+
+    assert train()["promoted"] is True  # the first version
+    assert train()["promoted"] is False  # the same score does not beat the champion
+    assert train(promote=True)["promoted"] is True
+    versions = api.get(f"/api/v1/models/{name}", headers=headers).json()["versions"]
+    assert [(v["version"], v["aliases"]) for v in versions] == [(3, ["champion"]), (2, []), (1, [])]
+    assert {v["dataset_id"] for v in versions} == {trained["dataset_id"]}
+    detail = api.get(f"/api/v1/models/{name}/versions/3", headers=headers).json()
+    assert detail["config"]["promote"] is True and detail["config"]["trials"] == 1
+    assert "data" not in detail["config"]  # no server paths in responses
+
+
 def test_predictions_single_batch_explained_and_from_a_file(
     api: TestClient, trained: dict[str, Any], toy: pd.DataFrame
 ) -> None:
@@ -444,7 +470,8 @@ def test_models_can_be_inspected_loaded_aliased_and_unloaded(
         api.put(f"/api/v1/models/{name}/aliases/staging", json={"version": 7}, headers=headers), 404
     )
     assert api.post(f"/api/v1/models/{name}/unload", headers=headers).json()["unloaded"] == 1
-    assert api.get("/api/v1/models/loaded", headers=headers).json() == []
+    loaded = api.get("/api/v1/models/loaded", headers=headers).json()
+    assert name not in {m["name"] for m in loaded}
 
 
 def test_members_never_see_or_touch_others_resources(

@@ -3,13 +3,14 @@ datasets, the demo model (trained on that table, owned by the user) and demo-squ
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
 from taxonomist.cli import app
 from taxonomist.config import get_settings
-
-from .conftest import api_client, login_headers, shared
+from tests.conftest import api_client, login_headers, readme_blocks, run_block, shared
 
 
 @pytest.mark.slow
@@ -19,7 +20,7 @@ def test_the_demo_stores_what_every_page_shows(home) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "--no-serve", "--time-budget", "15"])
     assert result.exit_code == 0, result.output
-    assert "Built demo-squad: 646 passages" in result.output
+    assert "Built demo-squad: 646 passages" in result.output, result.output
 
     settings = get_settings().model_copy(update={"admin_password": "admin-password-1"})
     with api_client(settings) as client:
@@ -54,9 +55,16 @@ def test_the_demo_stores_what_every_page_shows(home) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["warnings"][0].startswith("7 column(s) the model was trained on")
 
+    # the README's Python example, as written, on this home
+    ((language, code),) = readme_blocks("The demo")
+    env = {**os.environ, "TAXONOMIST_HOME": str(home)}
+    printed = run_block(language, code, home.parent, env)
+    assert "Games" in printed
+
     # a second demo reuses the stored datasets instead of adding copies
     again = runner.invoke(app, ["demo", "--no-serve", "--time-budget", "10"])
     assert again.exit_code == 0, again.output
+    assert "Kept demo-squad: 646 passages" in again.output  # not indexed again
     with api_client(settings) as client:
         headers = login_headers(client, "demo", "demo-password")
         assert len(client.get("/api/v1/datasets", headers=headers).json()) == 1
