@@ -68,9 +68,14 @@ def error_from_response(response: httpx.Response) -> TaxonomistError:
 class Client:
     """One user's session with a Taxonomist server (``url``) through a bearer ``token``."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, *, timeout: float = 60.0, source: str = "api"
+    ) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # source: who the server logs predictions as coming from (api, ui or cli)
+        headers = {"X-Taxonomist-Source": source}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     @classmethod
@@ -332,6 +337,22 @@ class Client:
         """``{"model", "version", "predictions": [{"label", "probabilities", ...}]}``."""
         body = {"model": model, "records": records, "explain": explain, "top": top}
         return self._call("POST", "/api/v1/predict", json=body)
+
+    def prediction_log(
+        self,
+        name: str,
+        limit: int = 100,
+        before_id: int | None = None,
+        version: int | None = None,
+    ) -> Json:
+        """One page of a model's logged predictions, newest first: ``{"data", "count",
+        "next_before_id"}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if before_id is not None:
+            params["before_id"] = before_id
+        if version is not None:
+            params["version"] = version
+        return self._call("GET", f"/api/v1/monitor/{name}/predictions", params=params)
 
     def compare_file(
         self, model: str, data: str | Path | bytes, *, filename: str = "data.csv"

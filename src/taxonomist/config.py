@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         description="Memory the loaded models may take, in MB (estimated from their arrays); "
         "the least recently used are dropped first.",
     )
+    prediction_log: bool = Field(
+        default=True,
+        description="Log every prediction (record, label, top classes, latency, user) in the "
+        "metadata database; 'off' turns it off.",
+    )
+    prediction_log_days: float = Field(
+        default=30.0, gt=0, description="Days a logged prediction is kept."
+    )
     qdrant_url: str | None = Field(
         default=None,
         description="URL of a Qdrant server for retrieval models, e.g. http://qdrant:6333; "

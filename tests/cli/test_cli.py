@@ -274,7 +274,7 @@ class _FakeServer:
         "promoted": True,
     }
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, **_: object) -> None:
         assert (url, token) == ("http://server", "tok")
 
     def upload_dataset(self, data, **form) -> dict:

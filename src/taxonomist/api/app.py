@@ -16,6 +16,7 @@ from taxonomist.api.routers import (
     datasets,
     jobs,
     models,
+    monitor,
     predict,
     retrieval,
     system,
@@ -25,6 +26,7 @@ from taxonomist.api.services import RESOLVE_TTL, ModelAccess, Services
 from taxonomist.config import Settings, get_settings
 from taxonomist.engine import JobEngine
 from taxonomist.errors import TaxonomistError
+from taxonomist.monitor.log import PredictionLog
 from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database
@@ -59,6 +61,9 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         models=ModelAccess(registry, db),
         metrics=metrics,
         retrieval=RetrievalService(settings, db),
+        prediction_log=PredictionLog(db, retention_days=settings.prediction_log_days)
+        if settings.prediction_log
+        else None,
     )
 
 
@@ -81,6 +86,8 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
             yield
         finally:
             svc.engine.close()
+            if svc.prediction_log is not None:
+                svc.prediction_log.close()
             svc.retrieval.close()
             svc.db.dispose()
 
@@ -94,7 +101,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
     )
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for r in (auth, users, datasets, jobs, models, predict, retrieval):
+    for r in (auth, users, datasets, jobs, models, predict, monitor, retrieval):
         api.include_router(r.router)
     app.include_router(api)
     app.include_router(system.router)

@@ -4,17 +4,20 @@ or model looks like a missing one)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from taxonomist.api.services import Principal, Services, datasets, models, retrieval
+from taxonomist.api.services.predictions import RequestContext
 from taxonomist.api.services.uploads import refuse_declared_oversize, upload_limit
 from taxonomist.errors import AuthenticationError, PermissionDeniedError
 from taxonomist.models.config import MODEL_NAME_PATTERN
+from taxonomist.monitor.log import new_request_id
 from taxonomist.store import Dataset
 from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 
@@ -60,7 +63,27 @@ async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Princ
     return user
 
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+SOURCES = ("api", "ui", "cli")
+
+
+async def request_context(
+    x_request_id: Annotated[
+        str | None,
+        Header(description="Your id for this request (1-32 of A-Z a-z 0-9 _ -); default: new."),
+    ] = None,
+    x_taxonomist_source: Annotated[
+        str | None, Header(description="Who sends it: api (default), ui or cli.")
+    ] = None,
+) -> RequestContext:
+    """The id a request's predictions are logged under, and where they came from."""
+    rid = x_request_id if x_request_id and _REQUEST_ID.match(x_request_id) else new_request_id()
+    source = x_taxonomist_source if x_taxonomist_source in SOURCES else "api"
+    return RequestContext(rid, source or "api")
+
+
 ServicesDep = Annotated[Services, Depends(services)]
+RequestDep = Annotated[RequestContext, Depends(request_context)]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(admin_user)]
 

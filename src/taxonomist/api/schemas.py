@@ -217,10 +217,34 @@ class PredictResponse(BaseModel):
     model: str
     version: int
     predictions: list[Prediction]
+    request_id: str = Field(description="The id the predictions are logged under (feedback).")
     warnings: list[str] = Field(
         default=[],
         description="What was done about the records' columns: training columns no record has "
         "are predicted as missing values; columns the model does not know are ignored.",
+    )
+
+
+class LoggedPrediction(BaseModel):
+    id: int
+    request_id: str
+    position: int = Field(description="The record's place in its request.")
+    model: str
+    version: int
+    at: datetime
+    user_id: int | None
+    source: str = Field(description="api, ui or cli")
+    record: dict[str, Any]
+    label: str
+    top: dict[str, float] = Field(description="The likeliest classes and their probability.")
+    latency_ms: float
+
+
+class PredictionsPage(BaseModel):
+    data: list[LoggedPrediction]
+    count: int
+    next_before_id: int | None = Field(
+        description="Pass as before_id for the next (older) page; null on the last page."
     )
 
 

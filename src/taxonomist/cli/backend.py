@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from taxonomist.models.result import TrainResult
     from taxonomist.registry import Registry
     from taxonomist.retrieval import RetrievalParams, Store
+    from taxonomist.store import Database
 
 StepProgress = Callable[[str, int, int], None]
 """Progress of a retrieval build or evaluation: ``(phase, done, total)``."""
@@ -67,6 +68,9 @@ class Backend(Protocol):
     def train(self, config: TrainConfig, progress: TrainListener) -> TrainOutcome: ...
     def predict_file(self, model: str, data: Path) -> Predictions: ...
     def list_models(self) -> list[dict[str, Any]]: ...
+    def prediction_log(
+        self, model: str, limit: int, before_id: int | None, version: int | None
+    ) -> dict[str, Any]: ...
     def show_model(self, ref: str) -> dict[str, Any]: ...
     def model_config(self, ref: str) -> dict[str, Any] | None: ...
     def set_alias(self, ref: str, alias: str) -> dict[str, Any]: ...
@@ -103,7 +107,7 @@ def backend_for(remote: str | None, token: str | None) -> Backend:
         )
     from taxonomist.client import Client
 
-    return RemoteBackend(Client(remote, token), remote)
+    return RemoteBackend(Client(remote, token, source="cli"), remote)
 
 
 def _no_retrieval_model(model_id: str) -> NotFoundError:
@@ -148,7 +152,66 @@ class LocalBackend:
         from taxonomist.data.load import load_table
 
         m = self.registry.load(model)
-        return Predictions(m.predict_frame(load_table(data)), m.info.get("registry"))
+        table = load_table(data)
+        started = time.perf_counter()
+        frame = m.predict_frame(table)
+        ms = (time.perf_counter() - started) * 1000
+        self._log(m, table, frame, ms)
+        return Predictions(frame, m.info.get("registry"))
+
+    def _log(self, model: Any, table: pd.DataFrame, frame: pd.DataFrame, ms: float) -> None:
+        """The predictions of a local run go to this home's prediction log (source cli)."""
+        from taxonomist.monitor.log import PredictionLog, frame_rows, new_request_id
+
+        settings = self.registry.settings
+        if not settings.prediction_log:
+            return
+        registered = model.info.get("registry", {})
+        db = self.database()
+        log = PredictionLog(db, retention_days=settings.prediction_log_days)
+        try:
+            log.write(
+                frame_rows(
+                    model,
+                    table,
+                    frame,
+                    name=registered.get("name", "?"),
+                    version=int(registered.get("version", 0)),
+                    latency_ms=ms,
+                    request_id=new_request_id(),
+                    user_id=None,
+                    source="cli",
+                )
+            )
+        finally:
+            log.close()
+            db.dispose()
+
+    def database(self) -> Database:
+        """This home's metadata database, migrated."""
+        from taxonomist.store import Database
+
+        db = Database(self.registry.settings.database)
+        db.migrate()
+        return db
+
+    def prediction_log(
+        self, model: str, limit: int, before_id: int | None, version: int | None
+    ) -> dict[str, Any]:
+        from taxonomist.monitor.log import read_log
+        from taxonomist.registry import parse_ref
+
+        name = parse_ref(model).name
+        db = self.database()
+        try:
+            rows = read_log(db, name, limit=limit, before_id=before_id, version=version)
+        finally:
+            db.dispose()
+        return {
+            "data": rows,
+            "count": len(rows),
+            "next_before_id": rows[-1]["id"] if len(rows) == limit else None,
+        }
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.registry.list_models()
@@ -304,6 +367,16 @@ class RemoteBackend:
 
         content = self.client.predict_file(model, data, output="parquet")
         return Predictions(pd.read_parquet(io.BytesIO(content)), model)
+
+    def prediction_log(
+        self, model: str, limit: int, before_id: int | None, version: int | None
+    ) -> dict[str, Any]:
+        from taxonomist.registry import parse_ref
+
+        page: dict[str, Any] = self.client.prediction_log(
+            parse_ref(model).name, limit=limit, before_id=before_id, version=version
+        )
+        return page
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.client.list_models()

@@ -1,4 +1,4 @@
-"""The metadata database: users, tokens, datasets, jobs and the audit log.
+"""The metadata database: users, tokens, datasets, jobs, the audit log and the prediction log.
 
 SQLAlchemy 2 tables with Alembic migrations; SQLite (WAL) under ``TAXONOMIST_HOME`` by default,
 PostgreSQL by ``TAXONOMIST_DATABASE_URL``.
@@ -13,6 +13,7 @@ from taxonomist.store.tables import (
     Job,
     JobState,
     ModelOwner,
+    Prediction,
     Role,
     User,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Job",
     "JobState",
     "ModelOwner",
+    "Prediction",
     "Role",
     "User",
 ]

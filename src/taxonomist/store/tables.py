@@ -6,7 +6,18 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -150,3 +161,23 @@ class AuditEntry(Base):
     resource: Mapped[str] = mapped_column(String(32))
     resource_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Prediction(Base):
+    """One logged prediction: a record sent to a model version, its label and top classes."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_model_id", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the record's place in its request
+    model: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: a log outlives users
+    source: Mapped[str] = mapped_column(String(16))  # api, file, ui, cli
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    label: Mapped[str] = mapped_column(String(200))
+    top: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> probability, the likeliest
+    latency_ms: Mapped[float] = mapped_column(Float)

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
-from taxonomist.api.deps import ServicesDep, UserDep
+from taxonomist.api.deps import RequestDep, ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import PredictRequest, PredictResponse
 from taxonomist.api.services import predictions as service
 
 router = APIRouter(prefix="/predict", tags=["predict"], responses=ERROR_RESPONSES)
 WARNINGS_HEADER = "X-Taxonomist-Warnings"
+REQUEST_ID_HEADER = "X-Request-ID"  # the id the predictions are logged under
 
 
 @router.post(
@@ -28,11 +29,15 @@ WARNINGS_HEADER = "X-Taxonomist-Warnings"
     "not know is ignored; `warnings` says so. Returns the label and the calibrated probability "
     "of every class.",
 )
-def predict(body: PredictRequest, user: UserDep, svc: ServicesDep) -> Response:
+def predict(body: PredictRequest, user: UserDep, svc: ServicesDep, request: RequestDep) -> Response:
     # Plain json.dumps: no second validation of every prediction through PredictResponse on
     # the hot path (the schema above still documents the answer).
-    payload = service.predict_records(svc, user, body)
-    return Response(json.dumps(payload), media_type="application/json")
+    payload = service.predict_records(svc, user, body, request)
+    return Response(
+        json.dumps(payload),
+        media_type="application/json",
+        headers={REQUEST_ID_HEADER: request.request_id},
+    )
 
 
 @router.post(
@@ -56,13 +61,14 @@ def predict(body: PredictRequest, user: UserDep, svc: ServicesDep) -> Response:
 def predict_file(
     user: UserDep,
     svc: ServicesDep,
+    request: RequestDep,
     file: Annotated[UploadFile, File(description="CSV/TSV/Parquet/JSONL with the columns")],
     model: Annotated[str, Form(min_length=1, max_length=200)],
     output: Annotated[str, Form(pattern="^(csv|parquet)$")] = "csv",
 ) -> Response:
-    done = service.predict_upload(svc, user, file, model)
+    done = service.predict_upload(svc, user, file, model, request)
     stem = Path(file.filename or "data").stem
-    headers = {"X-Model": f"{done.model}/{done.version}"}
+    headers = {"X-Model": f"{done.model}/{done.version}", REQUEST_ID_HEADER: request.request_id}
     if done.warnings:
         headers[WARNINGS_HEADER] = json.dumps(done.warnings)  # ASCII: a valid header value
     if output == "parquet":

@@ -3,6 +3,8 @@ Prometheus metrics of what was predicted; the warnings about the input's columns
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +18,19 @@ from taxonomist.api.services.models import model_for
 from taxonomist.api.services.state import Principal, Services
 from taxonomist.api.services.uploads import uploaded_table
 from taxonomist.errors import InvalidParameterError, PayloadTooLargeError
+from taxonomist.monitor.log import frame_rows, prediction_rows
 
 MAX_RECORDS = 100_000
 MAX_EXPLAIN = 100
 
 
-def predict_records(svc: Services, user: Principal, body: PredictRequest) -> dict[str, Any]:
+def predict_records(
+    svc: Services, user: Principal, body: PredictRequest, request: RequestContext
+) -> dict[str, Any]:
     """The ``PredictResponse`` as plain JSON: the model's name and version, each record's label
-    and class probabilities (and explanation when asked), and ``warnings`` about the records'
-    columns (missing ones are predicted as missing values, unknown ones are ignored)."""
+    and class probabilities (and explanation when asked), ``warnings`` about the records'
+    columns (missing ones are predicted as missing values, unknown ones are ignored) and the
+    request id the predictions are logged under (they are in the log before this returns)."""
     records = [body.records] if isinstance(body.records, dict) else body.records
     if not records:
         raise InvalidParameterError("No records to predict: send at least one.")
@@ -38,7 +44,9 @@ def predict_records(svc: Services, user: Principal, body: PredictRequest) -> dic
             f"Explanations are computed for at most {MAX_EXPLAIN} records per request."
         )
     name, version, model = model_for(svc, user, body.model)
+    started = time.perf_counter()
     proba = model.predict_proba(records).to_numpy()
+    ms = (time.perf_counter() - started) * 1000
     warnings = model.input_warnings(records)
     classes = list(model.classes)
     best = proba.argmax(axis=1)
@@ -55,7 +63,53 @@ def predict_records(svc: Services, user: Principal, body: PredictRequest) -> dic
     svc.metrics.observe_predictions(
         name, [str(x) for x in labels], proba[np.arange(len(best)), best]
     )
-    return {"model": name, "version": version, "predictions": predictions, "warnings": warnings}
+    log_predictions(svc, user, request, name, version, records, labels, proba, classes, ms)
+    return {
+        "model": name,
+        "version": version,
+        "predictions": predictions,
+        "warnings": warnings,
+        "request_id": request.request_id,
+    }
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who a prediction is logged for: the request's id and where it came from."""
+
+    request_id: str
+    source: str  # api, ui, cli, file
+
+
+def log_predictions(
+    svc: Services,
+    user: Principal,
+    request: RequestContext,
+    name: str,
+    version: int,
+    records: Sequence[dict[str, Any]],
+    labels: Sequence[Any],
+    proba: Any,
+    classes: Sequence[Any],
+    ms: float,
+) -> None:
+    """Append the predictions to the log (and wait for the commit) unless it is off."""
+    if svc.prediction_log is None:
+        return
+    svc.prediction_log.write(
+        prediction_rows(
+            model=name,
+            version=version,
+            records=records,
+            labels=labels,
+            proba=proba,
+            classes=classes,
+            latency_ms=ms,
+            request_id=request.request_id,
+            user_id=user.id,
+            source=request.source,
+        )
+    )
 
 
 @dataclass
@@ -68,13 +122,31 @@ class PredictedFile:
     warnings: list[str]
 
 
-def predict_upload(svc: Services, user: Principal, file: UploadFile, ref: str) -> PredictedFile:
-    """Predict every row of an uploaded file."""
+def predict_upload(
+    svc: Services, user: Principal, file: UploadFile, ref: str, request: RequestContext
+) -> PredictedFile:
+    """Predict every row of an uploaded file (each row logged)."""
     name, version, model = model_for(svc, user, ref)
     table = uploaded_table(svc.settings, file)
+    started = time.perf_counter()
     out = model.predict_frame(table)
-    top = out[[c for c in out.columns if c.startswith("proba_")]].to_numpy().max(axis=1)
+    ms = (time.perf_counter() - started) * 1000
+    top = out[[f"proba_{c}" for c in model.classes]].to_numpy().max(axis=1)
     svc.metrics.observe_predictions(name, [str(x) for x in out["prediction"]], top)
+    if svc.prediction_log is not None:
+        svc.prediction_log.write(
+            frame_rows(
+                model,
+                table,
+                out,
+                name=name,
+                version=version,
+                latency_ms=ms,
+                request_id=request.request_id,
+                user_id=user.id,
+                source=request.source,
+            )
+        )
     return PredictedFile(name, version, out, model.input_warnings(table))
 
 

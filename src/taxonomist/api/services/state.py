@@ -15,6 +15,7 @@ from taxonomist.api.metrics import Metrics
 from taxonomist.config import Settings
 from taxonomist.engine import JobEngine
 from taxonomist.errors import ModelNotFoundError
+from taxonomist.monitor.log import PredictionLog
 from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database, ModelOwner
@@ -117,3 +118,4 @@ class Services:
     metrics: Metrics
     retrieval: RetrievalService
     tokens: TokenCache = field(default_factory=TokenCache)
+    prediction_log: PredictionLog | None = None  # None: TAXONOMIST_PREDICTION_LOG=off

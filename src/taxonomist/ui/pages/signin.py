@@ -16,7 +16,7 @@ with st.form("signin"):
     submitted = st.form_submit_button("Sign in")
 if submitted:
     try:
-        client = Client.login(api_url(), username, password)
+        client = Client.login(api_url(), username, password, source="ui")
         st.session_state["client"] = client
         st.session_state["me"] = client.me()
         st.rerun()
