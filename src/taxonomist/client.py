@@ -354,6 +354,23 @@ class Client:
             params["version"] = version
         return self._call("GET", f"/api/v1/monitor/{name}/predictions", params=params)
 
+    def feedback(self, name: str, items: list[dict[str, Any]]) -> Json:
+        """True labels of logged predictions: ``[{"request_id", "position", "label"}]``."""
+        return self._call("POST", f"/api/v1/monitor/{name}/feedback", json={"items": items})
+
+    def feedback_file(self, name: str, path: str | Path) -> Json:
+        """True labels from a table with request_id, position and label columns."""
+        response = self._post_file(f"/api/v1/monitor/{name}/feedback/file", path, None, {})
+        result: Json = response.json()
+        return result
+
+    def live_quality(
+        self, name: str, days: float | None = None, version: int | None = None
+    ) -> Json:
+        """Accuracy, macro-F1 and per-class recall of the predictions that have feedback."""
+        params = {k: v for k, v in {"days": days, "version": version}.items() if v is not None}
+        return self._call("GET", f"/api/v1/monitor/{name}/quality", params=params)
+
     def compare_file(
         self, model: str, data: str | Path | bytes, *, filename: str = "data.csv"
     ) -> Json:

@@ -214,3 +214,81 @@ def test_the_cli_logs_local_predictions(toy: pd.DataFrame, home: Path, tmp_path:
     assert "cooking" in text.output or "sport" in text.output or "finance" in text.output
     empty = runner.invoke(app, ["monitor", "log", "nothing-yet"])
     assert "No logged prediction of nothing-yet yet" in empty.output
+    # the true labels of the seven rows, from a file: quality equals the offline score
+    rid = page["data"][0]["request_id"]
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"request_id": rid, "position": range(7), "label": toy["label"].head(7)}).to_csv(
+        labels, index=False
+    )
+    done = runner.invoke(app, ["monitor", "feedback", "local", str(labels), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["recorded"] == 7
+    quality = json.loads(runner.invoke(app, ["monitor", "quality", "local", "--json"]).stdout)
+    expected = taxonomist.load("local").predict(toy.head(7)) == toy["label"].head(7).to_numpy()
+    assert quality["n"] == 7 and quality["accuracy"] == pytest.approx(expected.mean())
+    wrong = tmp_path / "wrong.csv"
+    pd.DataFrame({"request_id": [rid], "label": ["astrology"]}).to_csv(wrong, index=False)
+    refused = runner.invoke(app, ["monitor", "feedback", "local", str(wrong)])
+    assert refused.exit_code == 2 and "never saw: astrology" in refused.output
+
+
+def test_feedback_joins_the_log_and_scores_live_quality(
+    api: TestClient, model: dict[str, Any]
+) -> None:
+    headers, name = model["headers"], model["name"]
+    records = [
+        {"title": "pasta garlic oven bake"},
+        {"title": "bank loan stock money"},
+        {"title": "football match goal team"},
+        {"title": "recipe sauce pasta"},
+    ]
+    r = api.post("/api/v1/predict", json={"model": name, "records": records}, headers=headers)
+    rid, labels = r.json()["request_id"], [p["label"] for p in r.json()["predictions"]]
+    assert labels == ["cooking", "finance", "sport", "cooking"]
+
+    def send(items: list[dict[str, Any]]) -> Any:
+        return api.post(f"/api/v1/monitor/{name}/feedback", json={"items": items}, headers=headers)
+
+    # all or nothing: one unknown prediction, or one label the model never saw, stores none
+    err = assert_error(
+        send(
+            [
+                {"request_id": rid, "position": 0, "label": "cooking"},
+                {"request_id": "nope", "label": "x"},
+            ]
+        ),
+        404,
+    )
+    assert "nope/0" in err["message"]
+    err = assert_error(send([{"request_id": rid, "position": 1, "label": "gardening"}]), 422)
+    assert "never saw: gardening" in err["message"]
+    q = api.get(f"/api/v1/monitor/{name}/quality", headers=headers).json()
+    assert q["n"] == 0 and q["accuracy"] is None
+    # three right, one wrong (the second record was about finance, say the users: cooking)
+    ok = send(
+        [
+            {"request_id": rid, "position": 0, "label": "cooking"},
+            {"request_id": rid, "position": 1, "label": "cooking"},
+            {"request_id": rid, "position": 2, "label": "sport"},
+        ]
+    )
+    assert ok.json() == {"model": name, "recorded": 3}
+    file = pd.DataFrame({"request_id": [rid], "position": [3], "label": ["cooking"]})
+    r = api.post(
+        f"/api/v1/monitor/{name}/feedback/file",
+        files={"file": ("labels.csv", file.to_csv(index=False).encode())},
+        headers=headers,
+    )
+    assert r.json()["recorded"] == 1, r.text
+    q = api.get(f"/api/v1/monitor/{name}/quality", params={"days": 1}, headers=headers).json()
+    assert q["n"] == 4 and q["accuracy"] == 0.75
+    assert q["recall"] == {"cooking": 2 / 3, "sport": 1.0}
+    assert q["f1_macro"] == pytest.approx((0.8 + 1.0) / 2)  # cooking: P 1, R 2/3; sport: 1
+    logged = api.get(f"/api/v1/monitor/{name}/predictions", headers=headers).json()["data"]
+    assert [p["feedback"] for p in logged[:4]] == ["cooking", "sport", "cooking", "cooking"]
+    bad = api.post(
+        f"/api/v1/monitor/{name}/feedback/file",
+        files={"file": ("labels.csv", b"request,label\nx,y\n")},
+        headers=headers,
+    )
+    assert "request_id" in assert_error(bad, 422)["message"]

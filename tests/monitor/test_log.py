@@ -101,3 +101,30 @@ def test_old_rows_are_purged(db: Database) -> None:
 def test_limits_are_checked(db: Database) -> None:
     with pytest.raises(InvalidParameterError, match="'limit' must be 1 to 10000"):
         read_log(db, "m", limit=0)
+
+
+def test_feedback_is_joined_all_or_nothing_and_scored(db: Database) -> None:
+    from taxonomist.errors import NotFoundError
+    from taxonomist.monitor.quality import Feedback, live_quality, record_feedback
+
+    log = PredictionLog(db)
+    log.write(rows(4, request_id="r1"))  # every label "a"
+    log.close()
+
+    def classes(version: int) -> list[str]:
+        return ["a", "b", "c"]
+
+    with pytest.raises(NotFoundError, match="r9/0"):
+        record_feedback(db, "m", [Feedback("r1", "a", 0), Feedback("r9", "a")], classes)
+    with pytest.raises(InvalidParameterError, match="never saw: z"):
+        record_feedback(db, "m", [Feedback("r1", "z", 1)], classes)
+    assert live_quality(db, "m")["n"] == 0  # nothing of the refused requests was stored
+    labels = ["a", "b", "a", "c"]
+    done = record_feedback(db, "m", [Feedback("r1", t, i) for i, t in enumerate(labels)], classes)
+    assert done["recorded"] == 4
+    q = live_quality(db, "m")
+    assert (q["n"], q["accuracy"]) == (4, 0.5)
+    assert q["recall"] == {"a": 1.0, "b": 0.0, "c": 0.0}
+    # feedback given again replaces the earlier label
+    record_feedback(db, "m", [Feedback("r1", "a", 1)], classes)
+    assert live_quality(db, "m")["accuracy"] == 0.75

@@ -238,6 +238,7 @@ class LoggedPrediction(BaseModel):
     label: str
     top: dict[str, float] = Field(description="The likeliest classes and their probability.")
     latency_ms: float
+    feedback: str | None = Field(default=None, description="The true label, once given.")
 
 
 class PredictionsPage(BaseModel):
@@ -246,6 +247,31 @@ class PredictionsPage(BaseModel):
     next_before_id: int | None = Field(
         description="Pass as before_id for the next (older) page; null on the last page."
     )
+
+
+class FeedbackItem(Strict):
+    request_id: str = Field(min_length=1, max_length=32)
+    position: int = Field(default=0, ge=0, description="The record's place in its request.")
+    label: str | int | bool = Field(description="The true label.")
+
+
+class FeedbackRequest(Strict):
+    items: list[FeedbackItem] = Field(min_length=1, max_length=100_000)
+
+
+class FeedbackRecorded(BaseModel):
+    model: str
+    recorded: int
+
+
+class LiveQuality(BaseModel):
+    model: str
+    n: int = Field(description="Logged predictions with feedback in the window.")
+    since: datetime | None
+    version: int | None
+    accuracy: float | None
+    f1_macro: float | None
+    recall: dict[str, float] = Field(description="Per true class: the share predicted right.")
 
 
 class Ready(BaseModel):

@@ -71,6 +71,10 @@ class Backend(Protocol):
     def prediction_log(
         self, model: str, limit: int, before_id: int | None, version: int | None
     ) -> dict[str, Any]: ...
+    def feedback(self, model: str, data: Path) -> dict[str, Any]: ...
+    def live_quality(
+        self, model: str, days: float | None, version: int | None
+    ) -> dict[str, Any]: ...
     def show_model(self, ref: str) -> dict[str, Any]: ...
     def model_config(self, ref: str) -> dict[str, Any] | None: ...
     def set_alias(self, ref: str, alias: str) -> dict[str, Any]: ...
@@ -212,6 +216,36 @@ class LocalBackend:
             "count": len(rows),
             "next_before_id": rows[-1]["id"] if len(rows) == limit else None,
         }
+
+    def feedback(self, model: str, data: Path) -> dict[str, Any]:
+        from taxonomist.data.load import load_table
+        from taxonomist.monitor.quality import feedback_table, record_feedback
+        from taxonomist.registry import parse_ref
+
+        name = parse_ref(model).name
+        db = self.database()
+        try:
+            return record_feedback(
+                db,
+                name,
+                feedback_table(load_table(data)),
+                lambda version: self.registry.load(f"{name}/{version}").classes,
+            )
+        finally:
+            db.dispose()
+
+    def live_quality(self, model: str, days: float | None, version: int | None) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        from taxonomist.monitor.quality import live_quality
+        from taxonomist.registry import parse_ref
+
+        since = None if days is None else datetime.now(UTC) - timedelta(days=days)
+        db = self.database()
+        try:
+            return live_quality(db, parse_ref(model).name, since=since, version=version)
+        finally:
+            db.dispose()
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.registry.list_models()
@@ -377,6 +411,18 @@ class RemoteBackend:
             parse_ref(model).name, limit=limit, before_id=before_id, version=version
         )
         return page
+
+    def feedback(self, model: str, data: Path) -> dict[str, Any]:
+        from taxonomist.registry import parse_ref
+
+        out: dict[str, Any] = self.client.feedback_file(parse_ref(model).name, data)
+        return out
+
+    def live_quality(self, model: str, days: float | None, version: int | None) -> dict[str, Any]:
+        from taxonomist.registry import parse_ref
+
+        out: dict[str, Any] = self.client.live_quality(parse_ref(model).name, days, version)
+        return out
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.client.list_models()

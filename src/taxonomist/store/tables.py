@@ -181,3 +181,5 @@ class Prediction(Base):
     label: Mapped[str] = mapped_column(String(200))
     top: Mapped[dict[str, Any]] = mapped_column(JSON)  # class -> probability, the likeliest
     latency_ms: Mapped[float] = mapped_column(Float)
+    feedback: Mapped[str | None] = mapped_column(String(200))  # the true label, given later
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

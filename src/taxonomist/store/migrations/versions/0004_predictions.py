@@ -1,4 +1,4 @@
-"""The prediction log.
+"""The prediction log, with the feedback (true labels) joined to it.
 
 Revision ID: 0004
 Revises: 0003
@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("label", sa.String(200), nullable=False),
         sa.Column("top", sa.JSON, nullable=False),
         sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("feedback", sa.String(200), nullable=True),
+        sa.Column("feedback_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_predictions_request_id", "predictions", ["request_id"])
     op.create_index("ix_predictions_at", "predictions", ["at"])
