@@ -19,7 +19,10 @@ def rows(n: int, model: str = "m", request_id: str | None = None) -> list[dict]:
     return prediction_rows(
         model=model,
         version=1,
-        records=[{"title": f"text {i}", "price": float("nan"), "n": np.int64(i)} for i in range(n)],
+        records=[
+            {"title": f"text {i}", "price": float("nan"), "n": np.int64(i), "w": np.float32("inf")}
+            for i in range(n)
+        ],
         labels=["a"] * n,
         proba=proba,
         classes=["a", "b", "c"],
@@ -40,7 +43,7 @@ def db(database_url: str) -> Database:
 
 def test_rows_hold_the_record_label_top_classes_and_latency() -> None:
     (row,) = rows(1, request_id="r1")
-    assert row["record"] == {"title": "text 0", "price": None, "n": 0}  # JSON-safe
+    assert row["record"] == {"title": "text 0", "price": None, "n": 0, "w": None}  # JSON-safe
     assert row["top"] == {"a": 0.7, "b": 0.2, "c": 0.1} and row["latency_ms"] == 2.0
     assert (row["request_id"], row["position"], row["source"]) == ("r1", 0, "api")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from taxonomist.store import Database, Prediction
 
 logger = logging.getLogger(__name__)
 TOP_PROBABILITIES = 3
+LABEL_CHARS = 200  # the label column's width
 MAX_BATCH = 2048
 PURGE_EVERY = 3600.0  # seconds between retention sweeps
 
@@ -74,7 +76,7 @@ def prediction_rows(
             "user_id": user_id,
             "source": source,
             "record": _jsonable_record(record),
-            "label": str(label),
+            "label": str(label)[:LABEL_CHARS],
             "top": {names[j]: round(float(proba[i][j]), 6) for j in top[i]},
             "latency_ms": round(per_record, 4),
         }
@@ -117,10 +119,10 @@ def _jsonable_record(record: dict[str, Any]) -> dict[str, Any]:
         if v is None or isinstance(v, str | bool | int):
             out[str(k)] = v
         elif isinstance(v, float):
-            out[str(k)] = None if v != v else v  # NaN is no JSON
+            out[str(k)] = v if math.isfinite(v) else None  # NaN and inf are no JSON
         elif hasattr(v, "item"):  # numpy scalars
             item = v.item()
-            out[str(k)] = None if isinstance(item, float) and item != item else item
+            out[str(k)] = None if isinstance(item, float) and not math.isfinite(item) else item
         else:
             out[str(k)] = str(v)
     return out
