@@ -26,17 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api import ADMIN_PASSWORD, env_for, free_port, load, serve_cmd, start, stop, train_linear
 
-RECORD = {
-    "track_name": "Chess Master Pro",
-    "app_desc": "Play chess against friends or the computer. Learn openings and solve puzzles.",
-    "price": 0.0,
-    "size_bytes": 52_000_000,
-    "rating_count_tot": 1200,
-    "user_rating": 4.5,
-    "cont_rating": "4+",
-    "lang_num": 3,
-    "sup_devices.num": 37,
-}
+from taxonomist.demo import EXAMPLE_RECORD as RECORD
 
 
 def one_round(home: Path, log: bool, duration: float) -> dict[str, float]:

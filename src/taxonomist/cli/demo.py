@@ -15,21 +15,10 @@ from taxonomist.cli.backend import LocalBackend
 from taxonomist.cli.options import HostOpt, PortOpt
 from taxonomist.cli.output import JobBar, TrainProgress, out
 from taxonomist.cli.train import print_training
+from taxonomist.demo import EXAMPLE_RECORD
 from taxonomist.errors import InvalidParameterError, TaxonomistError
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
-EXAMPLE_RECORD = {
-    "track_name": "Chess Master Pro",
-    "app_desc": "Play chess against friends or the computer. Learn openings, solve "
-    "puzzles and climb the ranking.",
-    "price": 0.0,
-    "size_bytes": 52_000_000,
-    "rating_count_tot": 1200,
-    "user_rating": 4.5,
-    "cont_rating": "4+",
-    "lang_num": 3,
-    "sup_devices.num": 37,
-}
 
 
 def demo(

@@ -14,6 +14,20 @@ def demo_data_path() -> Path:
     return Path(str(files("taxonomist.demo") / "apps.csv"))
 
 
+# One app described in all nine columns: the demo's example and the service benchmarks' record.
+EXAMPLE_RECORD = {
+    "track_name": "Chess Master Pro",
+    "app_desc": "Play chess against friends or the computer. Learn openings, solve "
+    "puzzles and climb the ranking.",
+    "price": 0.0,
+    "size_bytes": 52_000_000,
+    "rating_count_tot": 1200,
+    "user_rating": 4.5,
+    "cont_rating": "4+",
+    "lang_num": 3,
+    "sup_devices.num": 37,
+}
+
 DEMO_RETRIEVAL = "demo-squad"
 SQUAD_SAMPLE = Path("data") / "squad" / "squad_v2_part1.json"
 

@@ -81,8 +81,7 @@ class TrainResult:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp)
             write_report(self, report)
-            candidate = self.candidate(report, tags=tags)
-            candidate.config = self.config.model_copy(update={"name": name}).to_json()
+            candidate = self.candidate(report, tags=tags, name=name)
             reg = registry.register(
                 name, candidate, promote=self.config.promote if promote is None else promote
             )
@@ -92,9 +91,13 @@ class TrainResult:
         return reg
 
     def candidate(
-        self, report: Path | None = None, tags: dict[str, str] | None = None
+        self,
+        report: Path | None = None,
+        tags: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> Candidate:
-        """The registry's view of this result (``report``: a folder of artifacts)."""
+        """The registry's view of this result (``report``: a folder of artifacts; ``name``:
+        the name it is registered under, stored in its config)."""
         from taxonomist.models.metrics import METRICS
         from taxonomist.registry import Candidate
 
@@ -127,7 +130,7 @@ class TrainResult:
                 "best_family": self.best_family,
                 **(tags or {}),
             },
-            config=self.config.to_json(),
+            config=self.config.model_copy(update={"name": name or self.config.name}).to_json(),
             report=report,
             trials=trials_of(self.study, model.metric),
         )
