@@ -33,7 +33,7 @@ def test_migrations_are_idempotent_and_match_the_tables(db: Database) -> None:
     from taxonomist.store import Base
 
     db.migrate()  # a second run changes nothing
-    assert db.revision() == "0004"
+    assert db.revision() == "0005"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -169,7 +169,7 @@ def test_upgrading_keeps_the_rows_already_stored(database_url: str) -> None:
             )
         )
     db.migrate()
-    assert db.revision() == "0004"
+    assert db.revision() == "0005"
     with db.session() as s:
         ds = s.get_one(Dataset, 1)
         assert ds.name == "d" and ds.descriptions is None and ds.kind == "table"

@@ -235,6 +235,12 @@ def ngram_bucket(kind: str, ngram: str, n: int, *, n_features: int, field: int =
     return int(_bucket(np.array([h], dtype=np.uint64), _salt(kind, n, field), n_features)[0])
 
 
+def word_buckets(words: list[str], *, n_features: int, field: int = 0) -> np.ndarray:
+    """The hash buckets of many single words at once (:func:`ngram_bucket` for each)."""
+    hashes = np.fromiter((hash_string(w) for w in words), dtype=np.uint64, count=len(words))
+    return _bucket(hashes, _salt("w", 1, field), n_features)
+
+
 class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
     """TF-IDF over hashed word and character n-grams of one text column (scikit-learn API).
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from taxonomist.registry import Candidate, Registration, Registry
 
 SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
+REFERENCE_ROWS = 20_000  # training rows kept as the drift reference
+REFERENCE_PREDICTED = "_taxonomist_predicted"  # the reference's out-of-fold predicted class
 
 
 @dataclass
@@ -38,6 +40,9 @@ class TrainResult:
     leaderboard: pd.DataFrame
     config: TrainConfig
     study: optuna.Study | None = field(default=None, repr=False)
+    data: pd.DataFrame | None = field(default=None, repr=False)  # the rows trained on
+    reference: pd.DataFrame | None = field(default=None, repr=False)  # see drift_reference
+    holdout: pd.DataFrame | None = field(default=None, repr=False)  # rows kept for evaluation
     name: str | None = None
     version: int | None = None
     promoted: bool = False
@@ -68,9 +73,11 @@ class TrainResult:
         *,
         promote: bool | None = None,
         tags: dict[str, str] | None = None,
+        keep_champion: bool = False,
     ) -> Registration:
         """Register the model as a new version of ``name`` (default: the config's) in
-        ``registry``; ``promote`` defaults to the config's. Fills the registry fields."""
+        ``registry``; ``promote`` defaults to the config's; ``keep_champion``: never move the
+        champion (a challenger). Fills the registry fields."""
         from taxonomist.errors import InvalidParameterError
 
         name = name or self.config.name
@@ -83,7 +90,10 @@ class TrainResult:
             write_report(self, report)
             candidate = self.candidate(report, tags=tags, name=name)
             reg = registry.register(
-                name, candidate, promote=self.config.promote if promote is None else promote
+                name,
+                candidate,
+                promote=self.config.promote if promote is None else promote,
+                keep_champion=keep_champion,
             )
         self.name, self.version, self.run_id = reg.name, reg.version, reg.run_id
         self.promoted, self.promotion_reason = reg.promoted, reg.reason
@@ -133,6 +143,15 @@ class TrainResult:
             config=self.config.model_copy(update={"name": name or self.config.name}).to_json(),
             report=report,
             trials=trials_of(self.study, model.metric),
+            tables={
+                key: frame
+                for key, frame in (
+                    ("train", self.data),
+                    ("reference", self.reference),
+                    ("holdout", self.holdout),
+                )
+                if frame is not None
+            },
         )
 
 

@@ -34,7 +34,7 @@ from taxonomist.models.metrics import (
     primary_metric,
 )
 from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
-from taxonomist.models.result import TrainResult
+from taxonomist.models.result import REFERENCE_PREDICTED, REFERENCE_ROWS, TrainResult
 from taxonomist.models.search import (
     ModelSearch,
     Progress,
@@ -251,7 +251,7 @@ def train(
             f"({len(y)} rows, {len(classes)} classes). Give more time with --time-budget.",
             details={"time_budget": time_budget},
         )
-    model, metrics = _finish(
+    model, metrics, predicted = _finish(
         search, result, schema, classes, metric_obj, y, settings, on_progress, started, time_budget
     )
     model.profile = profile.to_dict()
@@ -278,6 +278,8 @@ def train(
         leaderboard=leaderboard,
         config=config,
         study=result.study,
+        data=df,
+        reference=drift_reference(df, schema, classes, result.valid_idx, predicted, seed),
     )
     return out
 
@@ -301,8 +303,9 @@ def _finish(
     on_progress: ProgressCallback | None,
     started: float,
     time_budget: float | None,
-) -> tuple[TaxonomistModel, dict[str, Any]]:
-    """Ensemble selection, calibration and the refit of the chosen members on all rows."""
+) -> tuple[TaxonomistModel, dict[str, Any], np.ndarray]:
+    """Ensemble selection, calibration and the refit of the chosen members on all rows;
+    also the out-of-fold predicted class of each validation row."""
     if on_progress:
         on_progress(
             Progress(
@@ -355,7 +358,26 @@ def _finish(
         {"number": r.number, "family": r.family, "score": r.score, "params": r.params}
         for r in result.records
     ]
-    return model, metrics
+    return model, metrics, calibrated.argmax(axis=1)
+
+
+def drift_reference(
+    df: pd.DataFrame,
+    schema: Schema,
+    classes: list[Any],
+    rows: np.ndarray,
+    predicted: np.ndarray,
+    seed: int,
+) -> pd.DataFrame:
+    """What drift is measured against: up to :data:`REFERENCE_ROWS` training rows (features
+    and target) with the class the ensemble predicted for each out of fold, which is what it
+    predicts on new rows like them (its predictions on rows it was fitted on are too good)."""
+    columns = [*schema.features, *([schema.target] if schema.target else [])]
+    ref = df.iloc[rows][columns].reset_index(drop=True)
+    ref[REFERENCE_PREDICTED] = [str(classes[i]) for i in predicted]
+    if len(ref) > REFERENCE_ROWS:
+        ref = ref.sample(REFERENCE_ROWS, random_state=seed).reset_index(drop=True)
+    return ref
 
 
 def _refit_members(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from taxonomist.data.profile import text_stats
-from taxonomist.features.text import ngram_bucket
+from taxonomist.features.text import word_buckets
 
 if TYPE_CHECKING:
     from taxonomist.models.model import TaxonomistModel
@@ -21,18 +21,28 @@ TOP_WORDS = 200  # training's most frequent words checked for absence
 LISTED = 50  # words listed in each direction
 
 
-def _known_word(model: TaxonomistModel, column: str) -> Callable[[str], bool]:
-    """Whether the model's TF-IDF for ``column`` has a feature for a word (seen in at least
-    ``min_df`` training texts); every word counts as known if the model has no TF-IDF."""
+def min_df(model: TaxonomistModel, column: str) -> int:
+    """In how many training texts a word must be for the model's TF-IDF to know it."""
     block = model.blocks.fitted.get("text")
     columns = list(getattr(block, "columns", None) or [])
     if block is None or column not in columns:
-        return lambda word: True
+        return 0
+    return int(getattr(block.vectorizers_[columns.index(column)], "min_df", 1))
+
+
+def known_words(model: TaxonomistModel, column: str) -> Callable[[list[str]], set[str]]:
+    """Which of some words the model's TF-IDF for ``column`` has a feature for (seen in at
+    least ``min_df`` training texts); every word counts as known without a TF-IDF."""
+    block = model.blocks.fitted.get("text")
+    columns = list(getattr(block, "columns", None) or [])
+    if block is None or column not in columns:
+        return lambda words: set(words)
     vec = block.vectorizers_[columns.index(column)]
 
-    def known(word: str) -> bool:
-        bucket = ngram_bucket("w", word, 1, n_features=vec.n_features, field=vec.field)
-        return bool(vec.column_of_bucket_[bucket] >= 0)
+    def known(words: list[str]) -> set[str]:
+        buckets = word_buckets(words, n_features=vec.n_features, field=vec.field)
+        hit = vec.column_of_bucket_[buckets] >= 0
+        return {w for w, h in zip(words, hit, strict=True) if h}
 
     return known
 
@@ -54,8 +64,9 @@ def compare_to_training(model: TaxonomistModel, data: pd.DataFrame) -> dict[str,
     for column in model.schema.text:
         trained = profile.get("columns", {}).get(column, {}).get("stats", {})
         working = text_stats(prepared[column])
-        known = _known_word(model, column)
-        new = {w: n for w, n in working["vocabulary"].items() if not known(w)}
+        vocabulary = working["vocabulary"]
+        known = known_words(model, column)(list(vocabulary))
+        new = {w: n for w, n in vocabulary.items() if w not in known}
         frequent = list(trained.get("vocabulary", {}))[:TOP_WORDS]
         missing = [w for w in frequent if w not in working["vocabulary"]]
         out["text"][column] = {

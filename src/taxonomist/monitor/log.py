@@ -276,3 +276,28 @@ def _row(p: Prediction) -> dict[str, Any]:
         "latency_ms": p.latency_ms,
         "feedback": p.feedback,
     }
+
+
+def logged_window(
+    db: Database,
+    model: str,
+    *,
+    version: int | None = None,
+    since: datetime | None = None,
+    limit: int = 100_000,
+) -> tuple[list[dict[str, Any]], list[str], list[str | None]]:
+    """The newest ``limit`` logged records of ``model`` (since ``since``), oldest first: the
+    records, the labels predicted and the feedback given (``None`` where none was)."""
+    q = (
+        select(Prediction.record, Prediction.label, Prediction.feedback)
+        .where(Prediction.model == model)
+        .order_by(Prediction.id.desc())
+        .limit(limit)
+    )
+    if version is not None:
+        q = q.where(Prediction.version == version)
+    if since is not None:
+        q = q.where(Prediction.at >= since)
+    with db.engine.connect() as conn:
+        rows = conn.execute(q).all()[::-1]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]

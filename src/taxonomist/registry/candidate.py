@@ -44,6 +44,8 @@ class Candidate:
     report: Path | None = None  # a folder logged as the run's ``report/`` artifacts
     trials: list[Trial] = field(default_factory=list)
     run_name: str | None = None
+    # DataFrames logged as ``data/{key}.parquet`` (the training table, the drift reference)
+    tables: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

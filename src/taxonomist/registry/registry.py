@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 CONFIG_ARTIFACT = "train_config.json"
+TABLES_ARTIFACTS = "data"
 
 
 class Registry:
@@ -67,10 +68,18 @@ class Registry:
         return str(c.create_experiment(self.settings.experiment, artifact_location=location))
 
     # -- writing ----------------------------------------------------------------------------
-    def register(self, name: str, candidate: Candidate, *, promote: bool = False) -> Registration:
-        """Log ``candidate`` as an MLflow run (trials as nested runs, its report folder and
-        config as artifacts), register it as a new version of ``name`` and move ``champion``
-        to it when it wins (first version, better score on the same protocol, or ``promote``).
+    def register(
+        self,
+        name: str,
+        candidate: Candidate,
+        *,
+        promote: bool = False,
+        keep_champion: bool = False,
+    ) -> Registration:
+        """Log ``candidate`` as an MLflow run (trials as nested runs, its report folder,
+        config and tables as artifacts), register it as a new version of ``name`` and move
+        ``champion`` to it when it wins (first version, better score on the same protocol, or
+        ``promote``). ``keep_champion``: register only; the caller decides (a retrain).
         """
         import joblib
         import mlflow
@@ -101,6 +110,8 @@ class Registry:
                 mlflow.log_artifacts(str(candidate.report), artifact_path="report")
             if candidate.config is not None:
                 mlflow.log_dict(candidate.config, CONFIG_ARTIFACT)
+            if candidate.tables:
+                _log_tables(candidate.tables)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.joblib"
                 joblib.dump(candidate.model, path, compress=3)
@@ -123,7 +134,10 @@ class Registry:
             }
             for key, value in tags.items():
                 c.set_model_version_tag(name, version, key, value)
-            promoted, reason = self._decide_promotion(name, candidate, protocol, promote)
+            if keep_champion and self._champion(name) is not None:
+                promoted, reason = False, "registered as a challenger; the champion stays"
+            else:
+                promoted, reason = self._decide_promotion(name, candidate, protocol, promote)
             if promoted:
                 c.set_registered_model_alias(name, CHAMPION, version)
             c.set_model_version_tag(name, version, "promotion", reason)
@@ -350,6 +364,20 @@ class Registry:
         data: dict[str, Any] = json.loads(path.read_text())
         return data
 
+    def table(self, ref: str, key: str) -> Any | None:
+        """A DataFrame stored with a version (``train``: the rows it was trained on;
+        ``reference``: the drift reference), or ``None`` for a version without it."""
+        import pandas as pd
+
+        mv = self.resolve(ref)
+        if not mv.run_id:
+            return None
+        try:
+            path = self.run_artifact(mv.run_id, f"{TABLES_ARTIFACTS}/{key}.parquet")
+        except Exception:  # a version registered before tables were stored
+            return None
+        return pd.read_parquet(path)
+
     def run_artifact(self, run_id: str, path: str) -> Path:
         """A local copy of one artifact of a training run (a plot, the profile)."""
         import mlflow
@@ -358,6 +386,24 @@ class Registry:
             run_id=run_id, artifact_path=path, tracking_uri=self.uri
         )
         return Path(local)
+
+
+def _log_tables(tables: dict[str, Any]) -> None:
+    """Each DataFrame as ``data/{key}.parquet`` of the active run; a column of mixed
+    Python types (which Arrow refuses) is stored as text."""
+    import mlflow
+    import pyarrow as pa
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, frame in tables.items():
+            path = Path(tmp) / f"{key}.parquet"
+            try:
+                frame.to_parquet(path, index=False, compression="zstd")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+                mixed = frame.select_dtypes(include="object").columns
+                frame = frame.astype({c: "string" for c in mixed})
+                frame.to_parquet(path, index=False, compression="zstd")
+        mlflow.log_artifacts(tmp, artifact_path=TABLES_ARTIFACTS)
 
 
 def _version_dict(mv: Any, aliases: list[str]) -> dict[str, Any]:

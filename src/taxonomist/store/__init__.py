@@ -1,4 +1,5 @@
-"""The metadata database: users, tokens, datasets, jobs, the audit log and the prediction log.
+"""The metadata database: users, tokens, datasets, jobs, the audit log, the prediction log and
+monitoring (drift reports, the retraining journal, policies).
 
 SQLAlchemy 2 tables with Alembic migrations; SQLite (WAL) under ``TAXONOMIST_HOME`` by default,
 PostgreSQL by ``TAXONOMIST_DATABASE_URL``.
@@ -10,10 +11,13 @@ from taxonomist.store.tables import (
     AuditEntry,
     Base,
     Dataset,
+    DriftReport,
     Job,
     JobState,
     ModelOwner,
+    MonitorPolicy,
     Prediction,
+    RetrainEntry,
     Role,
     User,
 )
@@ -24,10 +28,13 @@ __all__ = [
     "Base",
     "Database",
     "Dataset",
+    "DriftReport",
     "Job",
     "JobState",
     "ModelOwner",
+    "MonitorPolicy",
     "Prediction",
+    "RetrainEntry",
     "Role",
     "User",
 ]

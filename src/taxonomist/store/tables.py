@@ -183,3 +183,53 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     feedback: Mapped[str | None] = mapped_column(String(200))  # the true label, given later
     feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DriftReport(Base):
+    """A stored drift report: a model version's working data against its training data."""
+
+    __tablename__ = "drift_reports"
+    __table_args__ = (Index("ix_drift_reports_model_id", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))  # log, file
+    verdict: Mapped[str] = mapped_column(String(16))  # ok, warning, drift
+    score: Mapped[float] = mapped_column(Float)
+    n_reference: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RetrainEntry(Base):
+    """The monitoring journal: one retrain, from its trigger to its decision."""
+
+    __tablename__ = "retrain_journal"
+    __table_args__ = (Index("ix_retrain_journal_model_id", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(32))  # manual, schedule, drift, quality, labels
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))  # running, promoted, kept, failed
+    champion_version: Mapped[int | None] = mapped_column(Integer)
+    challenger_version: Mapped[int | None] = mapped_column(Integer)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # data, scores, reports
+
+
+class MonitorPolicy(Base):
+    """When a model retrains by itself."""
+
+    __tablename__ = "monitor_policies"
+
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(Integer)
+    last_checked: Mapped[datetime | None] = mapped_column(UTCDateTime)
