@@ -5,10 +5,12 @@ Nothing here touches the disk: folders are created by the code that first writes
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,11 +69,47 @@ class Settings(BaseSettings):
     prediction_log_days: float = Field(
         default=30.0, gt=0, description="Days a logged prediction is kept."
     )
+    policy_interval: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between the service's checks of the retraining policies; 0 "
+        "turns the checks off.",
+    )
     qdrant_url: str | None = Field(
         default=None,
         description="URL of a Qdrant server for retrieval models, e.g. http://qdrant:6333; "
         "default: Qdrant Edge, in-process, under home/retrieval.",
     )
+    log_dir: Path | None = Field(
+        default=None,
+        description="Folder of the service's log files (taxonomist.log, the UI's ui.log); "
+        "default: home/logs.",
+    )
+    log_max_mb: float = Field(
+        default=10.0, gt=0, description="Size at which a log file is rotated, in MB."
+    )
+    log_backups: int = Field(
+        default=5, ge=0, description="Rotated log files kept besides the current one."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="'json': one JSON object per line (ts, level, logger, message, "
+        "request_id, ...); 'text': one readable line.",
+    )
+    log_level: str = Field(
+        default="INFO", description="Least severe level logged: DEBUG, INFO, WARNING, ERROR."
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        levels = logging.getLevelNamesMapping()
+        if value.upper() not in levels:
+            raise ValueError(
+                "TAXONOMIST_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL. "
+                f"Got {value!r} instead."
+            )
+        return value.upper()
 
     @property
     def database(self) -> str:
@@ -82,6 +120,10 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.home / "datasets"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.home / "logs"
 
     @property
     def mlflow_tracking_uri(self) -> str:

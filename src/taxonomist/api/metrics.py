@@ -1,5 +1,6 @@
 """Prometheus metrics: requests by route and status, latency, predictions by model and class,
-and the distribution of the predicted probability."""
+the distribution of the predicted probability, and each model's monitoring (drift, live
+quality, retraining) read from the metadata database."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -44,6 +47,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch(self, db: Any) -> None:
+        """Export the monitoring gauges of the models in ``db`` (the metadata database)."""
+        self.registry.register(MonitorCollector(db))
+
     def observe_predictions(self, model: str, labels: list[str], top: Any) -> None:
         counts: dict[str, int] = {}
         for label in labels:
@@ -53,6 +60,86 @@ class Metrics:
         hist = self.probability.labels(model)
         for p in top:
             hist.observe(float(p))
+
+
+class MonitorCollector(Collector):
+    """Gauges read from the database when scraped, so that every process of the service (and
+    a restarted one) reports the same: the newest drift report's score and verdict, live
+    quality over the last week, and the newest retrain's scores and time. Read at most every
+    ``ttl`` seconds."""
+
+    QUALITY_DAYS = 7.0
+
+    def __init__(self, db: Any, ttl: float = 10.0) -> None:
+        self.db, self.ttl = db, ttl
+        self._cached: tuple[float, list[GaugeMetricFamily]] = (0.0, [])
+
+    def collect(self) -> Any:
+        at, families = self._cached
+        if time.monotonic() - at > self.ttl:
+            try:
+                families = self._read()
+            except Exception:  # a database hiccup must not fail the scrape of the rest
+                families = []
+            self._cached = (time.monotonic(), families)
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        from datetime import UTC, datetime, timedelta
+
+        from taxonomist.monitor.quality import live_quality, models_with_feedback
+        from taxonomist.monitor.reports import VERDICT_LEVEL, latest_reports
+        from taxonomist.monitor.retrain import latest_retrains
+
+        score = GaugeMetricFamily(
+            "taxonomist_drift_score",
+            "The newest drift report's score (its strongest signal over its drift threshold).",
+            labels=["model"],
+        )
+        verdict = GaugeMetricFamily(
+            "taxonomist_drift_verdict",
+            "The newest drift report's verdict: 0 ok, 1 warning, 2 drift.",
+            labels=["model"],
+        )
+        quality = GaugeMetricFamily(
+            "taxonomist_live_quality",
+            "Accuracy and macro-F1 of the last week's predictions that have feedback.",
+            labels=["model", "metric"],
+        )
+        feedback = GaugeMetricFamily(
+            "taxonomist_live_feedback",
+            "Predictions of the last week that have feedback.",
+            labels=["model"],
+        )
+        retrain = GaugeMetricFamily(
+            "taxonomist_retrain_score",
+            "The newest evaluated retrain's scores on its holdout, by role.",
+            labels=["model", "role"],
+        )
+        last = GaugeMetricFamily(
+            "taxonomist_last_retrain_timestamp_seconds",
+            "When the newest retrain ended (Unix time), whatever its outcome.",
+            labels=["model"],
+        )
+        for model, report in latest_reports(self.db).items():
+            score.add_metric([model], report["score"])
+            verdict.add_metric([model], VERDICT_LEVEL[report["verdict"]])
+        since = datetime.now(UTC) - timedelta(days=self.QUALITY_DAYS)
+        for model in models_with_feedback(self.db, since):
+            q = live_quality(self.db, model, since=since)
+            feedback.add_metric([model], q["n"])
+            for metric in ("accuracy", "f1_macro"):
+                if q[metric] is not None:
+                    quality.add_metric([model, metric], q[metric])
+        for model, entry in latest_retrains(self.db).items():
+            if entry["finished_at"]:
+                ended = datetime.fromisoformat(entry["finished_at"]).timestamp()
+                last.add_metric([model], ended)
+            evaluation = entry.get("evaluation")
+            if evaluation:
+                for role in ("champion", "challenger"):
+                    retrain.add_metric([model, role], evaluation[role]["score"])
+        return [score, verdict, quality, feedback, retrain, last]
 
 
 class MetricsMiddleware:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taxonomist.data.schema import ColumnRole
 from taxonomist.models.config import MODEL_NAME_PATTERN, TrainOptions
+from taxonomist.monitor.policy import Policy
 from taxonomist.retrieval.model import MODEL_ID, RetrievalParams
 from taxonomist.store import JobState, Role
 
@@ -272,6 +273,71 @@ class LiveQuality(BaseModel):
     accuracy: float | None
     f1_macro: float | None
     recall: dict[str, float] = Field(description="Per true class: the share predicted right.")
+
+
+class DriftSummary(BaseModel):
+    id: int
+    model: str
+    version: int
+    at: datetime
+    source: Literal["log", "file"]
+    verdict: Literal["ok", "warning", "drift"]
+    score: float = Field(description="The strongest significant signal over its drift threshold.")
+    n_reference: int
+    n_current: int
+    reasons: list[str]
+    signals: dict[str, float] = Field(description="Each signal's effect by `column:signal`.")
+
+
+class DriftReportOut(BaseModel):
+    """A whole drift report; see `taxonomist.monitor.drift` for every signal."""
+
+    id: int
+    model: str
+    version: int
+    at: datetime
+    source: Literal["log", "file"]
+    verdict: Literal["ok", "warning", "drift"]
+    score: float
+    reasons: list[str]
+    columns: dict[str, dict[str, Any]]
+    prediction: dict[str, Any]
+    embedding: dict[str, Any] | None
+    signals: list[dict[str, Any]]
+    n_reference: int
+    n_current: int
+    absent_columns: list[str]
+    thresholds: dict[str, float]
+    window: dict[str, Any]
+
+
+class JournalEntry(BaseModel):
+    """One retrain: when, why, which data, both scores with intervals, the decision."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    model: str
+    at: datetime
+    finished_at: datetime | None
+    user_id: int | None
+    trigger: str
+    reason: str
+    status: Literal["running", "promoted", "kept", "failed"]
+    champion_version: int | None
+    challenger_version: int | None
+    data: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    decision: str | None = None
+    reports: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class PolicyOut(BaseModel):
+    model: str
+    policy: Policy
+    updated_at: datetime
+    last_checked: datetime | None
 
 
 class Ready(BaseModel):

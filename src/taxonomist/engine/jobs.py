@@ -1,4 +1,4 @@
-"""Training jobs on Dask.
+"""Training and retraining jobs on Dask.
 
 The database is the source of truth: a job row is created ``queued``; the engine's loop hands
 queued jobs to the cluster while fewer than ``max_concurrent_jobs`` run; the task itself
@@ -26,6 +26,7 @@ from taxonomist.store import Database, Job, JobState, ModelOwner
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 MAX_LOG_LINES = 500
+DASK_KINDS = ("train", "retrain")  # the jobs that run on the cluster; others in the service
 
 
 class JobCancelled(Exception):
@@ -62,18 +63,16 @@ def _claim(db: Database, job_id: int) -> bool:
 
 
 def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
-    """Run training job ``job_id`` to its end; the Dask task (runs in a worker process)."""
-    from taxonomist.models.train import train
-    from taxonomist.registry import Registry
-
+    """Run training or retraining job ``job_id`` to its end; the Dask task (runs in a worker
+    process)."""
     settings = Settings(**settings_data)
     db = Database(settings.database)
     try:
         if not _claim(db, job_id):
             return {"skipped": True}
         with db.session() as s:
-            config = dict(s.get_one(Job, job_id).config)
-            dataset_path = config["dataset_path"]
+            job = s.get_one(Job, job_id)
+            config, kind = dict(job.config), job.kind
         log = _JobLog()
         root = logging.getLogger("taxonomist")
         root.addHandler(log)
@@ -109,10 +108,10 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
                 _finish(s, s.get(Job, job_id), state, log=log, **written)
 
         try:
-            train_config = job_train_config(config)
-            result = train(dataset_path, train_config, on_progress=on_progress, settings=settings)
-            tags = {"dataset_id": str(config["dataset_id"])} if config.get("dataset_id") else {}
-            result.register(Registry(settings), tags=tags)
+            if kind == "retrain":
+                outcome = _retrain(config, settings, db, on_progress)
+            else:
+                outcome = _train(config, settings, on_progress)
         except JobCancelled:
             end(JobState.CANCELLED, error="Cancelled.")
             return {"cancelled": True}
@@ -128,14 +127,51 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
             return {"failed": str(exc)}
         finally:
             root.removeHandler(log)
-        outcome = result.summary()
         with db.session() as s:
-            if s.get(ModelOwner, config["model_name"]) is None:
+            if kind == "train" and s.get(ModelOwner, config["model_name"]) is None:
                 s.add(ModelOwner(name=config["model_name"], owner_id=config["owner_id"]))
             _finish(s, s.get(Job, job_id), JobState.SUCCEEDED, log=log, result=outcome)
         return outcome
     finally:
         db.dispose()
+
+
+def _train(
+    config: dict[str, Any], settings: Settings, on_progress: Callable[[Any], None]
+) -> dict[str, Any]:
+    from taxonomist.models.train import train
+    from taxonomist.registry import Registry
+
+    train_config = job_train_config(config)
+    result = train(config["dataset_path"], train_config, on_progress=on_progress, settings=settings)
+    tags = {"dataset_id": str(config["dataset_id"])} if config.get("dataset_id") else {}
+    result.register(Registry(settings), tags=tags)
+    return result.summary()
+
+
+def _retrain(
+    config: dict[str, Any], settings: Settings, db: Database, on_progress: Callable[[Any], None]
+) -> dict[str, Any]:
+    """A challenger of the model's champion (``taxonomist.monitor.retrain``): its journal
+    entry is the job's result."""
+    import pandas as pd
+
+    from taxonomist.monitor.retrain import retrain
+    from taxonomist.registry import Registry
+
+    path = config.get("data_path")
+    return retrain(
+        Registry(settings),
+        db,
+        config["model_name"],
+        pd.read_parquet(path) if path else None,
+        trigger=config.get("trigger", "manual"),
+        reason=config.get("reason", ""),
+        source=config.get("source", "file"),
+        user_id=config.get("owner_id"),
+        settings=settings,
+        on_progress=on_progress,
+    )
 
 
 def job_train_config(config: dict[str, Any]) -> TrainConfig:
@@ -184,7 +220,7 @@ class JobEngine:
         takes ~2 s to start; the API answers meanwhile, ``ready`` says 503)."""
         with self.db.session() as s:
             left = (Job.state == JobState.RUNNING.value) | (
-                (Job.kind != "train") & (Job.state == JobState.QUEUED.value)
+                Job.kind.not_in(DASK_KINDS) & (Job.state == JobState.QUEUED.value)
             )
             for job in s.scalars(select(Job).where(left)):
                 _finish(
@@ -268,7 +304,9 @@ class JobEngine:
         with self.db.session() as s:
             cancelled = s.scalars(
                 select(Job).where(
-                    Job.kind == "train", Job.state == JobState.QUEUED.value, Job.cancel_requested
+                    Job.kind.in_(DASK_KINDS),
+                    Job.state == JobState.QUEUED.value,
+                    Job.cancel_requested,
                 )
             ).all()
             for job in cancelled:
@@ -281,7 +319,7 @@ class JobEngine:
                     s.scalars(
                         select(Job.id)
                         .where(
-                            Job.kind == "train",
+                            Job.kind.in_(DASK_KINDS),
                             Job.state == JobState.QUEUED.value,
                             ~Job.cancel_requested,
                         )

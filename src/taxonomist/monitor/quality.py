@@ -143,3 +143,12 @@ def live_quality(
         ),
         "recall": {c: float(r) for c, r in zip(labels, recall, strict=True)},
     }
+
+
+def models_with_feedback(db: Database, since: datetime | None = None) -> list[str]:
+    """The models with feedback on predictions made since ``since``."""
+    q = select(Prediction.model).where(Prediction.feedback.is_not(None)).distinct()
+    if since is not None:
+        q = q.where(Prediction.at >= since)
+    with db.session() as s:
+        return sorted(s.scalars(q))
