@@ -371,6 +371,66 @@ class Client:
         params = {k: v for k, v in {"days": days, "version": version}.items() if v is not None}
         return self._call("GET", f"/api/v1/monitor/{name}/quality", params=params)
 
+    def drift(
+        self,
+        name: str,
+        data: str | Path | bytes | None = None,
+        *,
+        version: int | None = None,
+        days: float | None = None,
+        limit: int | None = None,
+        filename: str = "data.csv",
+    ) -> Json:
+        """A stored drift report of the model's logged predictions (the newest ``limit`` of
+        the last ``days`` days), or of a working file ``data``."""
+        params = {"version": version, "days": days, "limit": limit}
+        params = {k: v for k, v in params.items() if v is not None}
+        base = f"/api/v1/monitor/{name}/drift"
+        if data is None:
+            return self._call("POST", base, params=params)
+        path = f"{base}/file" + (f"?version={version}" if version else "")
+        return self._post_file(path, data, filename, {}).json()
+
+    def drift_reports(self, name: str, limit: int = 100) -> list[Json]:
+        """The model's stored drift reports, newest first (summaries)."""
+        return self._call("GET", f"/api/v1/monitor/{name}/drift", params={"limit": limit})
+
+    def drift_report(self, name: str, report_id: int) -> Json:
+        return self._call("GET", f"/api/v1/monitor/{name}/drift/{report_id}")
+
+    def drift_html(self, name: str, report_id: int) -> str:
+        """One stored report as a self-contained HTML page."""
+        return self._request("GET", f"/api/v1/monitor/{name}/drift/{report_id}/html").text
+
+    def retrain(
+        self,
+        name: str,
+        data: str | Path | bytes | None = None,
+        *,
+        reason: str = "",
+        filename: str = "data.csv",
+    ) -> Json:
+        """Queue a retrain job on new labelled rows (a file with the target column), or on
+        the log's feedback without ``data``; the job (its result: the journal entry)."""
+        path = f"/api/v1/monitor/{name}/retrain"
+        if data is None:
+            return self._call("POST", path, data={"reason": reason})
+        return self._post_file(path, data, filename, {"reason": reason}).json()
+
+    def journal(self, name: str, limit: int = 50) -> list[Json]:
+        """The model's retrains, newest first."""
+        return self._call("GET", f"/api/v1/monitor/{name}/journal", params={"limit": limit})
+
+    def policy(self, name: str) -> Json:
+        return self._call("GET", f"/api/v1/monitor/{name}/policy")
+
+    def set_policy(self, name: str, **policy: Any) -> Json:
+        """Set the retraining policy: drift, quality_below, new_labels, every_days, ..."""
+        return self._call("PUT", f"/api/v1/monitor/{name}/policy", json=policy)
+
+    def delete_policy(self, name: str) -> None:
+        self._request("DELETE", f"/api/v1/monitor/{name}/policy")
+
     def compare_file(
         self, model: str, data: str | Path | bytes, *, filename: str = "data.csv"
     ) -> Json:

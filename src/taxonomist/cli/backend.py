@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from taxonomist.cli.monitor_ops import LocalMonitorOps, MonitorOps, RemoteMonitorOps
 from taxonomist.errors import (
     AuthenticationError,
     InvalidParameterError,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from taxonomist.models.result import TrainResult
     from taxonomist.registry import Registry
     from taxonomist.retrieval import RetrievalParams, Store
-    from taxonomist.store import Database
 
 StepProgress = Callable[[str, int, int], None]
 """Progress of a retrieval build or evaluation: ``(phase, done, total)``."""
@@ -60,7 +60,7 @@ class Predictions:
     model: Any
 
 
-class Backend(Protocol):
+class Backend(MonitorOps, Protocol):
     """The operations every command runs through; ``where`` names the place in messages."""
 
     where: str
@@ -68,13 +68,6 @@ class Backend(Protocol):
     def train(self, config: TrainConfig, progress: TrainListener) -> TrainOutcome: ...
     def predict_file(self, model: str, data: Path) -> Predictions: ...
     def list_models(self) -> list[dict[str, Any]]: ...
-    def prediction_log(
-        self, model: str, limit: int, before_id: int | None, version: int | None
-    ) -> dict[str, Any]: ...
-    def feedback(self, model: str, data: Path) -> dict[str, Any]: ...
-    def live_quality(
-        self, model: str, days: float | None, version: int | None
-    ) -> dict[str, Any]: ...
     def show_model(self, ref: str) -> dict[str, Any]: ...
     def model_config(self, ref: str) -> dict[str, Any] | None: ...
     def set_alias(self, ref: str, alias: str) -> dict[str, Any]: ...
@@ -118,7 +111,7 @@ def _no_retrieval_model(model_id: str) -> NotFoundError:
     return NotFoundError(f"No retrieval model named '{model_id}'.")
 
 
-class LocalBackend:
+class LocalBackend(LocalMonitorOps):
     """The library in this process: the registry and retrieval store of TAXONOMIST_HOME."""
 
     where = "this machine"
@@ -189,62 +182,6 @@ class LocalBackend:
             )
         finally:
             log.close()
-            db.dispose()
-
-    def database(self) -> Database:
-        """This home's metadata database, migrated."""
-        from taxonomist.store import Database
-
-        db = Database(self.registry.settings.database)
-        db.migrate()
-        return db
-
-    def prediction_log(
-        self, model: str, limit: int, before_id: int | None, version: int | None
-    ) -> dict[str, Any]:
-        from taxonomist.monitor.log import read_log
-        from taxonomist.registry import parse_ref
-
-        name = parse_ref(model).name
-        db = self.database()
-        try:
-            rows = read_log(db, name, limit=limit, before_id=before_id, version=version)
-        finally:
-            db.dispose()
-        return {
-            "data": rows,
-            "count": len(rows),
-            "next_before_id": rows[-1]["id"] if len(rows) == limit else None,
-        }
-
-    def feedback(self, model: str, data: Path) -> dict[str, Any]:
-        from taxonomist.data.load import load_table
-        from taxonomist.monitor.quality import feedback_table, record_feedback
-        from taxonomist.registry import parse_ref
-
-        name = parse_ref(model).name
-        db = self.database()
-        try:
-            return record_feedback(
-                db,
-                name,
-                feedback_table(load_table(data)),
-                lambda version: self.registry.load(f"{name}/{version}").classes,
-            )
-        finally:
-            db.dispose()
-
-    def live_quality(self, model: str, days: float | None, version: int | None) -> dict[str, Any]:
-        from datetime import UTC, datetime, timedelta
-
-        from taxonomist.monitor.quality import live_quality
-        from taxonomist.registry import parse_ref
-
-        since = None if days is None else datetime.now(UTC) - timedelta(days=days)
-        db = self.database()
-        try:
-            return live_quality(db, parse_ref(model).name, since=since, version=version)
-        finally:
             db.dispose()
 
     def list_models(self) -> list[dict[str, Any]]:
@@ -356,7 +293,7 @@ class JobProgress:
         )
 
 
-class RemoteBackend:
+class RemoteBackend(RemoteMonitorOps):
     """A Taxonomist server through its HTTP client: files are uploaded, long work runs as a
     job on the server and is followed until it ends."""
 
@@ -401,28 +338,6 @@ class RemoteBackend:
 
         content = self.client.predict_file(model, data, output="parquet")
         return Predictions(pd.read_parquet(io.BytesIO(content)), model)
-
-    def prediction_log(
-        self, model: str, limit: int, before_id: int | None, version: int | None
-    ) -> dict[str, Any]:
-        from taxonomist.registry import parse_ref
-
-        page: dict[str, Any] = self.client.prediction_log(
-            parse_ref(model).name, limit=limit, before_id=before_id, version=version
-        )
-        return page
-
-    def feedback(self, model: str, data: Path) -> dict[str, Any]:
-        from taxonomist.registry import parse_ref
-
-        out: dict[str, Any] = self.client.feedback_file(parse_ref(model).name, data)
-        return out
-
-    def live_quality(self, model: str, days: float | None, version: int | None) -> dict[str, Any]:
-        from taxonomist.registry import parse_ref
-
-        out: dict[str, Any] = self.client.live_quality(parse_ref(model).name, days, version)
-        return out
 
     def list_models(self) -> list[dict[str, Any]]:
         return self.client.list_models()
