@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, free_port
+from tests.conftest import ADMIN_PASSWORD, ROOT, free_port
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +29,10 @@ def prometheus() -> str:
     return binary
 
 
-# `prometheus` comes first so that a missing binary skips before the server starts.
-def test_prometheus_scrapes_requests_and_predictions(
-    prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
-) -> None:
-    from taxonomist.client import Client
-
-    url = live_server
-    client = Client.login(url, "admin", ADMIN_PASSWORD)
-    ds = client.upload_dataset(toy, target="label")["dataset"]["id"]
-    job = client.wait_job(
-        client.start_job(ds, "toy", trials=1, families=["complement_nb"])["id"],
-        timeout=180,
-        poll=0.3,
-    )
-    assert job["state"] == "succeeded", job
-    client.predict("toy", toy.drop(columns="label").head(20).to_dict("records"))
-    httpx.get(f"{url}/api/v1/datasets")  # no token: a 401
-
+@contextlib.contextmanager
+def scraping(binary: str, url: str, tmp_path: Path) -> Iterator[Callable[[str], list[dict]]]:
+    """A real Prometheus scraping ``url`` every second; yields ``query(promql)`` (the result
+    vector) once it has scraped the API."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -54,7 +43,7 @@ def test_prometheus_scrapes_requests_and_predictions(
     )
     prom = subprocess.Popen(
         [
-            prometheus,
+            binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
@@ -75,6 +64,31 @@ def test_prometheus_scrapes_requests_and_predictions(
         while time.monotonic() < deadline and not query('up{job="taxonomist"} == 1'):
             time.sleep(0.5)
         assert query('up{job="taxonomist"} == 1'), "Prometheus never scraped the API"
+        yield query
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+
+
+# `prometheus` comes first so that a missing binary skips before the server starts.
+def test_prometheus_scrapes_requests_and_predictions(
+    prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
+) -> None:
+    from taxonomist.client import Client
+
+    url = live_server
+    client = Client.login(url, "admin", ADMIN_PASSWORD)
+    ds = client.upload_dataset(toy, target="label")["dataset"]["id"]
+    job = client.wait_job(
+        client.start_job(ds, "toy", trials=1, families=["complement_nb"])["id"],
+        timeout=180,
+        poll=0.3,
+    )
+    assert job["state"] == "succeeded", job
+    client.predict("toy", toy.drop(columns="label").head(20).to_dict("records"))
+    httpx.get(f"{url}/api/v1/datasets")  # no token: a 401
+
+    with scraping(prometheus, url, tmp_path) as query:
         denied = query('taxonomist_requests_total{route="/api/v1/datasets",status="401"}')
         assert denied and float(denied[0]["value"][1]) >= 1
         predicted = query('sum(taxonomist_predictions_total{model="toy"})')
@@ -86,7 +100,50 @@ def test_prometheus_scrapes_requests_and_predictions(
             '(taxonomist_request_seconds_bucket{route="/api/v1/predict"}))'
         )
         assert p50 and 0 < float(p50[0]["value"][1]) < 5
-    finally:
-        prom.terminate()
-        prom.wait(timeout=30)
-        client.close()
+    client.close()
+
+
+def test_every_query_of_the_grafana_dashboard_returns_data(
+    prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
+) -> None:
+    """Traffic, feedback, a drift report and a retrain, scraped by a real Prometheus: every
+    PromQL expression of deploy/grafana/dashboards/taxonomist.json (its Grafana variables
+    replaced by what Grafana would send) returns at least one series."""
+    from taxonomist.client import Client
+
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/taxonomist.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 12
+    client = Client.login(live_server, "admin", ADMIN_PASSWORD)
+    ds = client.upload_dataset(toy.head(150), target="label")["dataset"]["id"]
+    job = client.start_job(ds, "dash", trials=1, families=["logreg"])
+    assert client.wait_job(job["id"], timeout=180, poll=0.3)["state"] == "succeeded"
+    records = toy.tail(90).drop(columns="label").to_dict("records")
+    answer = client.predict("dash", records)
+    labels = toy["label"].tail(90).tolist()
+    client.feedback(
+        "dash",
+        [
+            {"request_id": answer["request_id"], "position": i, "label": labels[i]}
+            for i in range(90)
+        ],
+    )
+    assert client.drift("dash", days=1)["n_current"] == 90
+    retrain = client.retrain("dash", toy.tail(90).to_csv(index=False).encode())
+    assert client.wait_job(retrain["id"], timeout=180, poll=0.3)["state"] == "succeeded"
+
+    with scraping(prometheus, live_server, tmp_path) as query:
+        for _ in range(8):  # traffic while Prometheus scrapes: rates need two samples
+            client.predict("dash", records[:10])
+            time.sleep(0.5)
+        empty = []
+        for expr in exprs:
+            q = expr.replace("$__rate_interval", "1m").replace('"$model"', '".+"')
+            if not query(q):
+                empty.append(q)
+        assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+        verdict = query('taxonomist_drift_verdict{model="dash"}')
+        assert float(verdict[0]["value"][1]) in (0, 1, 2)
+        quality = query('taxonomist_live_quality{model="dash",metric="accuracy"}')
+        assert 0 < float(quality[0]["value"][1]) <= 1
+    client.close()

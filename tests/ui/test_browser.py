@@ -34,12 +34,14 @@ def chromium() -> str:
 
 # `chromium` comes first so that a missing browser skips before the API starts.
 @pytest.fixture(scope="module")
-def ui(chromium: str, live_server: str) -> Iterator[str]:
-    """The Streamlit UI, on a free port, over the live API; its URL."""
+def ui(chromium: str, live_server: str, api_settings: Any) -> Iterator[str]:
+    """The Streamlit UI, on a free port, over the live API; its URL. It logs to ui.log in
+    the API's home."""
     from taxonomist.ui import streamlit_command
 
     port = free_port()
     command, env = streamlit_command(live_server, "127.0.0.1", port)
+    env["TAXONOMIST_HOME"] = str(api_settings.home)
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

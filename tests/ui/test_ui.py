@@ -9,22 +9,33 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from taxonomist.client import Client
+from taxonomist.config import get_settings
+from taxonomist.logs import reset_logging
 from taxonomist.ui import APP
 from taxonomist.ui.common import NO_FILE_YET
 from tests.conftest import ADMIN_PASSWORD, small_squad
 
 
 @pytest.fixture(scope="module")
-def api_url(live_server: str, toy: pd.DataFrame) -> Iterator[str]:
+def api_url(
+    live_server: str, toy: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The live API's URL, with one dataset and one trained model ('toy'); the UI's
-    TAXONOMIST_API_URL while the module runs."""
+    TAXONOMIST_API_URL while the module runs. The UI runs in this process: its log goes to a
+    home of its own, and its handlers go when the module ends."""
     with Client.login(live_server, "admin", ADMIN_PASSWORD) as admin:
         ds = admin.upload_dataset(toy, name="toy", target="label")["dataset"]["id"]
         job = admin.start_job(ds, "toy", trials=2, families=["complement_nb", "logreg"])
         assert admin.wait_job(job["id"], timeout=180, poll=0.3)["state"] == "succeeded"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAXONOMIST_API_URL", live_server)
-        yield live_server
+        mp.setenv("TAXONOMIST_HOME", str(tmp_path_factory.mktemp("ui-home")))
+        get_settings.cache_clear()
+        try:
+            yield live_server
+        finally:
+            reset_logging()
+            get_settings.cache_clear()
 
 
 def signed_in_app(url: str, page: str) -> AppTest:

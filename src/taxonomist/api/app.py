@@ -1,4 +1,5 @@
-"""The FastAPI app factory: routers under ``/api/v1``, errors, metrics, startup and shutdown."""
+"""The FastAPI app factory: routers under ``/api/v1``, errors, metrics, request ids, startup
+and shutdown; and the factory each ``taxonomist serve --workers N`` process starts from."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.exc import IntegrityError
 
 import taxonomist
 from taxonomist.api.errors import install_error_handlers
 from taxonomist.api.metrics import Metrics, MetricsMiddleware
+from taxonomist.api.request_ids import RequestIdMiddleware
 from taxonomist.api.routers import (
     auth,
     datasets,
@@ -23,9 +26,11 @@ from taxonomist.api.routers import (
     users,
 )
 from taxonomist.api.services import RESOLVE_TTL, ModelAccess, Services
+from taxonomist.api.services.monitor import PolicyLoop
 from taxonomist.config import Settings, get_settings
 from taxonomist.engine import JobEngine
 from taxonomist.errors import TaxonomistError
+from taxonomist.logs import configure_logging
 from taxonomist.monitor.log import PredictionLog
 from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
@@ -40,8 +45,11 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     """Open and migrate the database, create the first admin, start the job engine."""
     db = Database(settings.database)
     db.migrate()
-    with db.session() as s:
-        generated = ensure_admin(s, settings.admin_password)
+    try:
+        with db.session() as s:
+            generated = ensure_admin(s, settings.admin_password)
+    except IntegrityError:  # another worker of `serve --workers N` created it first
+        generated = None
     if generated:
         # Printed once: the database keeps only its hash.
         print(
@@ -77,6 +85,9 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = build_services(settings, metrics)
         app.state.services = svc
+        metrics.watch(svc.db)
+        policies = PolicyLoop(svc)
+        policies.start()
         for ref in preload:
             try:
                 svc.registry.load(ref)
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
         try:
             yield
         finally:
+            policies.close()
             svc.engine.close()
             if svc.prediction_log is not None:
                 svc.prediction_log.close()
@@ -106,4 +118,14 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
     app.include_router(api)
     app.include_router(system.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # the outermost: its id is in every log line
     return app
+
+
+def served_app() -> FastAPI:
+    """The app as a ``taxonomist serve`` worker process runs it (uvicorn's factory): logging
+    configured from the settings first. ``create_app`` leaves logging alone, so that tests
+    (and other hosts) that build many apps keep theirs."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)

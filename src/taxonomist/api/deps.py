@@ -4,7 +4,6 @@ or model looks like a missing one)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,12 +11,13 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from taxonomist.api.request_ids import request_id_from
 from taxonomist.api.services import Principal, Services, datasets, models, retrieval
 from taxonomist.api.services.predictions import RequestContext
 from taxonomist.api.services.uploads import refuse_declared_oversize, upload_limit
 from taxonomist.errors import AuthenticationError, PermissionDeniedError
+from taxonomist.logs import request_id_var
 from taxonomist.models.config import MODEL_NAME_PATTERN
-from taxonomist.monitor.log import new_request_id
 from taxonomist.store import Dataset
 from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 
@@ -63,7 +63,6 @@ async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Princ
     return user
 
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 SOURCES = ("api", "ui", "cli")
 
 
@@ -76,8 +75,9 @@ async def request_context(
         str | None, Header(description="Who sends it: api (default), ui or cli.")
     ] = None,
 ) -> RequestContext:
-    """The id a request's predictions are logged under, and where they came from."""
-    rid = x_request_id if x_request_id and _REQUEST_ID.match(x_request_id) else new_request_id()
+    """The id a request's predictions are logged under (the one RequestIdMiddleware put in
+    the logs' context and the response's header), and where they came from."""
+    rid = request_id_var.get() or request_id_from(x_request_id)
     source = x_taxonomist_source if x_taxonomist_source in SOURCES else "api"
     return RequestContext(rid, source or "api")
 

@@ -10,7 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from taxonomist.api.request_ids import REQUEST_ID_HEADER
 from taxonomist.errors import TaxonomistError
+from taxonomist.logs import request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +73,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette sends this response from outside RequestIdMiddleware: the id is added here.
+        request_id = request_id_var.get()
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logged, report = (
+            (f"logged under request id {request_id}", "report it with that id")
+            if request_id
+            else ("logged", "report it")
+        )
         return JSONResponse(
             error_body(
                 "internal_error",
-                "Something went wrong on our side; the error is logged. Try again, and report "
-                "it if it persists.",
+                f"Something went wrong on our side; the error is {logged}. Try again, and "
+                f"{report} if it persists.",
+                {"request_id": request_id} if request_id else None,
             ),
             status_code=500,
+            headers={REQUEST_ID_HEADER: request_id} if request_id else None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -28,24 +29,36 @@ def serve(
     State lives in TAXONOMIST_HOME (SQLite metadata, MLflow registry, datasets) unless
     TAXONOMIST_DATABASE_URL / TAXONOMIST_MLFLOW_URI point elsewhere. Training jobs run on a
     Dask LocalCluster, or on TAXONOMIST_DASK_ADDRESS. The first start creates the user
-    'admin' with TAXONOMIST_ADMIN_PASSWORD, or prints a one-time password.
+    'admin' with TAXONOMIST_ADMIN_PASSWORD, or prints a one-time password. Logs: JSON lines
+    on stderr and in TAXONOMIST_LOG_DIR/taxonomist.log (default: the home's logs/), rotated
+    at TAXONOMIST_LOG_MAX_MB; uvicorn's access lines among them.
     """
     import uvicorn
 
     from taxonomist.api import create_app
     from taxonomist.config import get_settings
+    from taxonomist.logs import configure_logging
 
     settings = get_settings()
+    # The service's logs replace the plain stderr lines the CLI sets up for every command.
+    logging.getLogger().handlers.clear()
+    log_file = configure_logging(settings)
     out.print(
         f"Taxonomist API on http://{host}:{port} (docs /docs, metrics /metrics); "
-        f"data in {settings.home}"
+        f"data in {settings.home}; logs in {log_file}"
     )
+    # log_config=None: uvicorn's loggers (access lines included) go through our handlers.
     if workers > 1:
         uvicorn.run(
-            "taxonomist.api:create_app", factory=True, host=host, port=port, workers=workers
+            "taxonomist.api.app:served_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
         )
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 def ui(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taxonomist.errors import AuthenticationError, ConflictError, InvalidParameterError
+from taxonomist.logs import audit as log_audit
 from taxonomist.store.tables import ApiToken, AuditEntry, ModelOwner, Role, User
 
 TOKEN_PREFIX = "tx_"
@@ -185,3 +186,5 @@ def audit(
             details=details or {},
         )
     )
+    # ... and the same entry in the service's JSON log (taxonomist.audit)
+    log_audit(action, user_id=user_id, resource=resource, resource_id=resource_id, details=details)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from taxonomist.ui.common import configure_ui_logging
+
 st.set_page_config(page_title="Taxonomist", page_icon=":material/label:", layout="wide")
+# Streamlit runs this file as __main__; a process that multiprocessing spawns from one that
+# ran it (AppTest leaves it in sys.modules) imports it again as __mp_main__, not to log here.
+if __name__ == "__main__":
+    configure_ui_logging()
 PAGES = Path(__file__).parent / "pages"
 
 

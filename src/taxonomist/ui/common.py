@@ -1,31 +1,63 @@
-"""What every page shares: the signed-in client, API errors shown as messages, charts."""
+"""What every page shares: the signed-in client, messages to the user (logged too), API errors
+shown as messages, the dataset picker."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import streamlit as st
 
 from taxonomist.client import Client
+from taxonomist.config import get_settings
 from taxonomist.errors import TaxonomistError
+from taxonomist.logs import UI_LOG, configure_logging
 
 API_URL_ENV = "TAXONOMIST_API_URL"
 # A form submitted before its file has finished uploading arrives without the file.
 NO_FILE_YET = "No file yet: choose one (and let its upload finish), then press the button."
 
 
+MessageKind = Literal["error", "warning", "success", "info"]
+_MESSAGES: dict[MessageKind, tuple[int, Callable[..., Any]]] = {
+    "error": (logging.ERROR, st.error),
+    "warning": (logging.WARNING, st.warning),
+    "success": (logging.INFO, st.success),
+    "info": (logging.INFO, st.info),
+}
+# One logger for what users were told, whichever page told them.
+user_messages = logging.getLogger("taxonomist.ui")
+
+
 def api_url() -> str:
     return os.environ.get(API_URL_ENV, "http://127.0.0.1:8000")
+
+
+def configure_ui_logging() -> Path:
+    """The UI process's logs: as the service's (``TAXONOMIST_LOG_*``), in its own file
+    (``ui.log``); cheap to call on every rerun (the same settings change nothing)."""
+    return configure_logging(get_settings(), filename=UI_LOG)
+
+
+def notify(kind: MessageKind, text: str) -> None:
+    """Show ``text`` as a Streamlit message of ``kind`` and log it on ``taxonomist.ui`` (errors
+    at ERROR, warnings at WARNING, the rest at INFO), with the signed-in user's name."""
+    level, show = _MESSAGES[kind]
+    me = st.session_state.get("me")
+    user = me.get("username") if me else None
+    user_messages.log(level, text, extra={"ui_message": kind, "user": user})
+    show(text)
 
 
 def signed_in() -> Client:
     """The session's client; stops the page with a hint when nobody is signed in."""
     client = st.session_state.get("client")
     if client is None:
-        st.warning("Sign in first.")
+        notify("warning", "Sign in first.")
         st.stop()
     return client
 
@@ -35,7 +67,7 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except TaxonomistError as exc:
-        st.error(exc.message)
+        notify("error", exc.message)
         return None
 
 
@@ -62,7 +94,7 @@ def registered_models(client: Client) -> list[dict[str, Any]]:
     """The models the user can see; stops the page with a hint when there is none."""
     models = call(client.list_models) or []
     if not models:
-        st.info("No model yet: train one on the Train page.")
+        notify("info", "No model yet: train one on the Train page.")
         st.stop()
     return models
 
@@ -71,7 +103,7 @@ def choose_dataset(client: Client, empty_hint: str) -> dict[str, Any]:
     """A dataset picker that remembers the choice across pages (the newest by default)."""
     datasets = call(client.list_datasets) or []
     if not datasets:
-        st.info(empty_hint)
+        notify("info", empty_hint)
         st.stop()
     ids = [d["id"] for d in datasets]
     current = st.session_state.get("dataset_id")

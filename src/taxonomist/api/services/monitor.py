@@ -5,6 +5,7 @@ journal, and the retraining policies the service acts on."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -262,3 +263,32 @@ def _retrain_running(svc: Services, name: str) -> bool:
             )
         )
         return any(j.config.get("model_name") == name for j in jobs)
+
+
+class PolicyLoop:
+    """A thread of the service that runs :func:`run_policies` every
+    ``settings.policy_interval`` seconds (0: never)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.svc.settings.policy_interval > 0:
+            self._thread = threading.Thread(
+                target=self._run, name="taxonomist-policies", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.svc.settings.policy_interval):
+            try:
+                run_policies(self.svc)
+            except Exception:  # a database hiccup must not end the loop
+                logger.exception("retraining policies")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

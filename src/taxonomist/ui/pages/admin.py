@@ -6,12 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from taxonomist.errors import TaxonomistError
-from taxonomist.ui.common import call, signed_in
+from taxonomist.ui.common import call, notify, signed_in
 
 client = signed_in()
 st.title("Admin")
 if st.session_state.get("me", {}).get("role") != "admin":
-    st.error("Only an admin can see this page.")
+    notify("error", "Only an admin can see this page.")
     st.stop()
 users = call(client.list_users) or []
 st.dataframe(pd.DataFrame(users), hide_index=True, use_container_width=True)
@@ -21,7 +21,7 @@ with st.form("new_user"):
     password = st.text_input("Password", type="password")
     role = st.selectbox("Role", ["member", "admin"])
     if st.form_submit_button("Create") and call(client.create_user, username, password, role):
-        st.success(f"Created {username}.")
+        notify("success", f"Created {username}.")
         st.rerun()
 if users:
     st.subheader("Change a user")
@@ -49,7 +49,7 @@ with st.form("new_token"):
     if st.form_submit_button("Create token") and token_name:
         created = call(client.create_token, token_name, float(days))
         if created:
-            st.success("Copy it now: it is shown once.")
+            notify("success", "Copy it now: it is shown once.")
             st.code(created["token"])
 active = [t for t in tokens if not t["revoked_at"]]
 if active:
@@ -58,6 +58,6 @@ if active:
         try:
             client.revoke_token(revoke["id"])  # returns nothing: success is no error
         except TaxonomistError as exc:
-            st.error(exc.message)
+            notify("error", exc.message)
         else:
             st.rerun()

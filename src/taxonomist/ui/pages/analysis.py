@@ -8,14 +8,16 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from taxonomist.ui.common import cached, signed_in
+from taxonomist.ui.common import cached, notify, signed_in
 
 client = signed_in()
 st.title("Analysis")
 working = st.session_state.get("working_file")
 model = st.session_state.get("predictions_model")
 if working is None or model is None:
-    st.info("Predict a file on the 'Predict from file' page first: it is the working data here.")
+    notify(
+        "info", "Predict a file on the 'Predict from file' page first: it is the working data here."
+    )
     st.stop()
 filename, content = working
 report = cached(

@@ -9,7 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from taxonomist.data.schema import ColumnRole
-from taxonomist.ui.common import NO_FILE_YET, call, choose_dataset, signed_in
+from taxonomist.ui.common import NO_FILE_YET, call, choose_dataset, notify, signed_in
 
 client = signed_in()
 st.title("Data")
@@ -20,14 +20,14 @@ with st.expander("Upload a table", expanded=False):
         target = st.text_input("Target column (optional: the labels to learn)")
         submitted = st.form_submit_button("Upload and validate")
     if submitted and file is None:
-        st.warning(NO_FILE_YET)
+        notify("warning", NO_FILE_YET)
     if submitted and file is not None:
         with st.spinner("Uploading and validating ..."):
             result = call(
                 client.upload_dataset, file.getvalue(), filename=file.name, target=target or None
             )
         if result:
-            st.success(f"Stored as dataset #{result['dataset']['id']}.")
+            notify("success", f"Stored as dataset #{result['dataset']['id']}.")
             st.session_state["dataset_id"] = result["dataset"]["id"]
 
 chosen = choose_dataset(client, "No dataset yet: upload one above.")
@@ -38,9 +38,9 @@ profile, report = detail["profile"], detail["report"]
 
 st.subheader("Validation report")
 for warning in report.get("warnings", []):
-    st.warning(warning)
+    notify("warning", warning)
 if not report.get("warnings"):
-    st.success("No problem found.")
+    notify("success", "No problem found.")
 
 st.subheader("Overview")
 cols = st.columns(4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import call, choose_dataset, signed_in
+from taxonomist.ui.common import call, choose_dataset, notify, signed_in
 
 client = signed_in()
 st.title("Description")
@@ -55,6 +55,6 @@ if st.button("Save descriptions"):
         if (r["description"] or "") != descriptions.get(r["column"], "")
     }
     if changed and call(client.update_dataset, chosen["id"], descriptions=changed):
-        st.success(f"Saved {len(changed)} description(s).")
+        notify("success", f"Saved {len(changed)} description(s).")
     elif not changed:
-        st.info("Nothing changed.")
+        notify("info", "Nothing changed.")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from taxonomist.ui.common import cached, call, registered_models, signed_in
+from taxonomist.ui.common import cached, call, notify, registered_models, signed_in
 
 client = signed_in()
 st.title("Models")
@@ -46,14 +46,14 @@ for col, d in zip((left, right), details, strict=True):
         col.write(f"Classes: {len(d['classes'])} · target: {d['target']}")
 actions = st.columns(4)
 if actions[0].button("Make champion") and call(client.set_alias, name, a, "champion"):
-    st.success(f"{name}@champion is version {a}.")
+    notify("success", f"{name}@champion is version {a}.")
     st.rerun()
 if actions[1].button("Load") and call(client.load_model, name, version=a):
-    st.success(f"Loaded {name}/{a}.")
+    notify("success", f"Loaded {name}/{a}.")
 if actions[2].button("Unload"):
     out = call(client.unload_model, name, version=a)
     if out is not None:
-        st.success(f"Unloaded {out['unloaded']} version(s).")
+        notify("success", f"Unloaded {out['unloaded']} version(s).")
 with actions[3].popover("Delete"):
     st.write(f"Delete version {a} of {name}?")
     if st.button("Delete this version", type="primary") and call(

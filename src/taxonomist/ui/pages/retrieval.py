@@ -10,7 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from taxonomist.store import JobState
-from taxonomist.ui.common import NO_FILE_YET, call, signed_in
+from taxonomist.ui.common import NO_FILE_YET, call, notify, signed_in
 
 client = signed_in()
 st.title("Retrieval")
@@ -40,7 +40,7 @@ def follow(key: str) -> dict[str, Any] | None:
         time.sleep(1.0)
         st.rerun()
     if job["state"] != JobState.SUCCEEDED:
-        st.error(f"Job #{job_id} {job['state']}: {job.get('error') or ''}")
+        notify("error", f"Job #{job_id} {job['state']}: {job.get('error') or ''}")
         return None
     return job
 
@@ -69,7 +69,7 @@ with data_tab:
             answer_col = c3.text_input("Answer column (tables, optional)", "answer")
             submitted = st.form_submit_button("Upload and validate")
         if submitted and file is None:
-            st.warning(NO_FILE_YET)
+            notify("warning", NO_FILE_YET)
         if submitted and file is not None:
             with st.spinner("Uploading and validating ..."):
                 result = call(
@@ -82,12 +82,12 @@ with data_tab:
                     answer=answer_col or None,
                 )
             if result:
-                st.success(f"Stored as QA dataset #{result['dataset']['id']}.")
+                notify("success", f"Stored as QA dataset #{result['dataset']['id']}.")
                 st.session_state["qa_dataset_id"] = result["dataset"]["id"]
     datasets = call(client.list_qa_datasets) or []
     chosen: dict[str, Any] | None = None
     if not datasets:
-        st.info("No QA dataset yet: upload one above.")
+        notify("info", "No QA dataset yet: upload one above.")
     else:
         ids = [d["id"] for d in datasets]
         current = st.session_state.get("qa_dataset_id")
@@ -102,9 +102,9 @@ with data_tab:
         report, profile = detail.get("report", {}), detail.get("profile", {})
         st.subheader("Validation report")
         for warning in report.get("warnings", []):
-            st.warning(warning)
+            notify("warning", warning)
         if not report.get("warnings"):
-            st.success("No problem found.")
+            notify("success", "No problem found.")
         counts = st.columns(5)
         cols = list(counts)
         cols[0].metric("Passages", f"{report.get('passages', 0):,}")
@@ -170,7 +170,7 @@ with data_tab:
 # -- build --------------------------------------------------------------------------------------
 with build_tab:
     if chosen is None:
-        st.info("Upload a QA dataset first (Data tab).")
+        notify("info", "Upload a QA dataset first (Data tab).")
     else:
         with st.form("build"):
             st.markdown(f"Build on **{qa_label(chosen)}**")
@@ -222,16 +222,17 @@ with build_tab:
         done = follow("qa_build_job")
         if done:
             meta = done["result"]
-            st.success(
+            notify(
+                "success",
                 f"Built {meta['id']}: {meta['n_passages']:,} passages, "
-                f"{meta.get('n_sentences') or 0:,} sentences in {meta['build_seconds']:.1f} s."
+                f"{meta.get('n_sentences') or 0:,} sentences in {meta['build_seconds']:.1f} s.",
             )
 
 # -- models -------------------------------------------------------------------------------------
 models = call(client.list_retrieval_models) or []
 with models_tab:
     if not models:
-        st.info("No retrieval model yet: build one (Build tab).")
+        notify("info", "No retrieval model yet: build one (Build tab).")
     else:
         table = pd.DataFrame(
             [
@@ -272,7 +273,7 @@ with models_tab:
         ):
             removed = call(client.remove_all_retrieval)
             if removed:
-                st.success(f"Removed {removed['removed']} models.")
+                notify("success", f"Removed {removed['removed']} models.")
 
 # -- ask ----------------------------------------------------------------------------------------
 with ask_tab:
@@ -292,11 +293,11 @@ with ask_tab:
                     )
                     st.write(hit["context"])
                 if not answer["passages"]:
-                    st.info("No passage shares a word with the question.")
+                    notify("info", "No passage shares a word with the question.")
         elif asked:
-            st.warning("Type a question first.")
+            notify("warning", "Type a question first.")
     else:
-        st.info("No retrieval model yet.")
+        notify("info", "No retrieval model yet.")
 
 # -- benchmark and quality ---------------------------------------------------------------------
 with test_tab:
@@ -339,4 +340,4 @@ with test_tab:
             cols[2].metric("Top-5", f"{r['top5']:.3f}")
             cols[3].metric("MRR@10", f"{r['mrr10']:.3f}")
     else:
-        st.info("Needs a retrieval model and a QA dataset.")
+        notify("info", "Needs a retrieval model and a QA dataset.")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from taxonomist.client import Client
 from taxonomist.errors import TaxonomistError
-from taxonomist.ui.common import api_url
+from taxonomist.ui.common import api_url, notify
 
 st.title("Taxonomist")
 st.caption(f"Server: {api_url()}")
@@ -21,4 +21,4 @@ if submitted:
         st.session_state["me"] = client.me()
         st.rerun()
     except TaxonomistError as exc:
-        st.error(exc.message)
+        notify("error", exc.message)

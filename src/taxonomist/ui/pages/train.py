@@ -11,7 +11,7 @@ import streamlit as st
 from taxonomist.data.schema import ColumnRole
 from taxonomist.models.config import MetricName
 from taxonomist.store import JobState
-from taxonomist.ui.common import cached, call, choose_dataset, signed_in
+from taxonomist.ui.common import cached, call, choose_dataset, notify, signed_in
 
 client = signed_in()
 st.title("Train")
@@ -77,10 +77,10 @@ if st.button("Train another model"):
     st.session_state.pop("job_id", None)
     st.rerun()
 if job["state"] != JobState.SUCCEEDED:
-    st.error(job.get("error") or job["state"])
+    notify("error", job.get("error") or job["state"])
     st.stop()
 result = job["result"]
-st.success(f"Registered {result['model']} version {result['version']}.")
+notify("success", f"Registered {result['model']} version {result['version']}.")
 metrics = result["metrics"]
 cols = st.columns(4)
 cols[0].metric(metrics["primary_metric"], f"{metrics['primary']:.4f}")
