@@ -5,6 +5,7 @@ file. A screenshot per page goes to test-output/; each page's render time is pri
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -157,6 +158,13 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         _open(page, "Analysis", "Analysis")
         expect(page.get_by_text("New words (unknown to the model)")).to_be_visible(timeout=30_000)
         page.screenshot(path=str(SHOTS / "analysis_page.png"), full_page=True)
+
+        _open(page, "Monitoring", "Monitoring")  # the file's 240 predictions are logged
+        page.get_by_role("button", name="Check drift now").click()
+        expect(page.get_by_text("Drift score over time")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(re.compile(r"working rows \(log\)"))).to_be_visible()
+        expect(page.get_by_role("button", name="Download as HTML")).to_be_visible()
+        page.screenshot(path=str(SHOTS / "monitoring.png"), full_page=True)
 
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=20_000)

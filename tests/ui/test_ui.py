@@ -164,3 +164,37 @@ def test_retrieval_page_reports_explores_and_answers(api_url: str) -> None:
     next(b for b in at.button if b.label == "Find").click().run()
     assert not at.exception, at.exception
     assert any("Normandy" in m.value for m in at.markdown)
+
+
+def test_monitoring_page_checks_drift_shows_quality_retrains_and_sets_a_policy(
+    api_url: str, toy: pd.DataFrame
+) -> None:
+    with Client.login(api_url, "admin", ADMIN_PASSWORD) as admin:
+        answer = admin.predict("toy", toy.drop(columns="label").head(60).to_dict("records"))
+        labels = toy["label"].head(60).tolist()
+        rid = answer["request_id"]
+        admin.feedback(
+            "toy", [{"request_id": rid, "position": i, "label": labels[i]} for i in range(60)]
+        )
+    at = signed_in_app(api_url, "monitoring")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Monitoring"
+    assert "No drift report of toy yet" in at.info[0].value
+    next(b for b in at.button if b.label == "Check drift now").click().run()
+    assert not at.exception, at.exception
+    verdict = next(m.value for m in at.markdown if "score" in m.value and "###" in m.value)
+    assert any(v in verdict for v in ("ok", "warning", "drift"))
+    # the score over time, each signal over time, the predicted classes
+    assert len(at.get("plotly_chart")) >= 3
+    assert at.dataframe[0].value["signal"].tolist()[:1] == ["distribution"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["With feedback"] == "60" and float(metrics["Accuracy"]) > 0.5
+    assert any("never retrained" in c.value for c in at.caption)
+    box = next(n for n in at.number_input if n.label.startswith("…once this many new labels"))
+    box.set_value(200)
+    next(b for b in at.button if b.label == "Save the policy").click().run()
+    assert not at.exception, at.exception
+    assert "Saved: toy retrains by itself" in at.success[0].value
+    with Client.login(api_url, "admin", ADMIN_PASSWORD) as admin:
+        assert admin.policy("toy")["policy"]["new_labels"] == 200
+        admin.delete_policy("toy")

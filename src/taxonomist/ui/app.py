@@ -32,6 +32,7 @@ else:
         page("predict_input", "Predict from input", ":material/edit_note:"),
         page("predict_file", "Predict from file", ":material/upload_file:"),
         page("analysis", "Analysis", ":material/query_stats:"),
+        page("monitoring", "Monitoring", ":material/monitor_heart:"),
         page("retrieval", "Retrieval", ":material/manage_search:"),
     ]
     if me["role"] == "admin":
