@@ -89,6 +89,22 @@ def test_serve_it(workdir: tuple[Path, dict[str, str]]) -> None:
 
 
 @pytest.mark.slow
+def test_watch_it(workdir: tuple[Path, dict[str, str]]) -> None:
+    import json
+
+    folder, env = workdir
+    ((shell, code),) = readme_blocks("Watch it")
+    out = run_block(shell, code, folder, env)
+    assert "Wrote new.csv: 702 App Store apps" in out
+    assert "<h1>Drift report: shop version 1</h1>" in (folder / "drift.html").read_text()
+    report = json.loads((folder / "drift.json").read_text())
+    assert report["source"] == "file" and report["n_current"] == 702
+    assert report["verdict"] == "ok", report["reasons"]  # a random later batch: no drift
+    assert ("promoted: challenger version 2" in out) or ("kept: champion version 1" in out)
+    assert "retrains on a drift verdict, 500 new labels" in out
+
+
+@pytest.mark.slow
 def test_find_the_passage(workdir: tuple[Path, dict[str, str]]) -> None:
     pytest.importorskip("sentence_transformers")
     folder, env = workdir

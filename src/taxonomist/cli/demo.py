@@ -105,24 +105,44 @@ def sample(
     path: Annotated[
         Path, typer.Argument(help="Where to write the sample (.csv).", dir_okay=False)
     ] = Path("apps.csv"),
+    later: Annotated[
+        Path | None,
+        typer.Option(
+            "--later",
+            help="Also split off a later batch (30 % of the apps, at random) into this file: "
+            "new data to try drift checks and retraining on.",
+            dir_okay=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write the App Store sample that ships with Taxonomist (2,341 apps, 23 genres in
     'prime_genre'; names, descriptions and numbers), to try the commands on.
 
     taxonomist sample apps.csv && taxonomist train apps.csv --target prime_genre
+
+    taxonomist sample old.csv --later new.csv   (what a model learns from, and what came later)
     """
-    import shutil
+    import pandas as pd
 
     from taxonomist.demo import DEMO_TARGET, demo_data_path
 
-    if path.exists() and not force:
-        raise InvalidParameterError(
-            f"{path} exists: pass --force to overwrite it, or another path."
+    for target in (path, later):
+        if target is not None and target.exists() and not force:
+            raise InvalidParameterError(
+                f"{target} exists: pass --force to overwrite it, or another path."
+            )
+    table = pd.read_csv(demo_data_path())
+    batches = [(path, table)]
+    if later is not None:
+        newer = table.sample(frac=0.3, random_state=0).sort_index()
+        batches = [(path, table.drop(newer.index)), (later, newer)]
+    for target, rows in batches:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(target, index=False)
+        out.print(
+            f"Wrote {target}: {len(rows):,} App Store apps; the label column is '{DEMO_TARGET}'."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(demo_data_path(), path)
-    out.print(f"Wrote {path}: 2,341 App Store apps; the label column is '{DEMO_TARGET}'.")
 
 
 @dataclass(frozen=True)

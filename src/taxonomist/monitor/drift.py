@@ -150,13 +150,13 @@ def drift_report(
     n_current = len(current)
     absent = [c for c in model.feature_columns if c not in current.columns]
     rng = np.random.default_rng(seed)
-    if predicted is None:
-        predicted = [str(v) for v in model.predict(current)]
-    predicted = pd.Series(list(predicted), dtype=object).astype(str)
     if len(current) > MAX_ROWS:
         keep = np.sort(rng.choice(len(current), MAX_ROWS, replace=False))
         current = current.iloc[keep]
     cur = model.prepare(current)
+    if predicted is None:  # a file: its (sampled) rows predicted now; the log has them all
+        predicted = [str(v) for v in model.predict(cur)]
+    predicted = pd.Series(list(predicted), dtype=object).astype(str)
     ref = model.prepare(reference[[c for c in model.feature_columns if c in reference]])
     ref_predicted = (
         reference[PREDICTED].astype(str)
@@ -477,6 +477,9 @@ def _word_classifier(
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     rng = np.random.default_rng(seed + 1)
+    # Distinct texts only: a text in both a fitting fold and a scored fold (the log repeats
+    # popular records) would be recognised, not told apart, and inflate the AUC.
+    ref, cur = pd.unique(ref), pd.unique(cur)
     r = [t[:TEXT_CHARS] for t in ref[_sample(len(ref), DOMAIN_ROWS, rng)]]
     c = [t[:TEXT_CHARS] for t in cur[_sample(len(cur), DOMAIN_ROWS, rng)]]
     if min(len(r), len(c)) < 10:
@@ -516,14 +519,15 @@ def _embedding(
     """A domain classifier on sentence embeddings of the joined text columns."""
     from taxonomist.embed.encoders import get_encoder
 
-    r = ref.iloc[_sample(len(ref), EMBED_ROWS, rng)]
-    c = cur.iloc[_sample(len(cur), EMBED_ROWS, rng)]
+    columns = model.schema.text
+    r_texts = pd.unique(np.asarray(joined_text(ref, columns), dtype=object))  # as the words'
+    c_texts = pd.unique(np.asarray(joined_text(cur, columns), dtype=object))
+    r = r_texts[_sample(len(r_texts), EMBED_ROWS, rng)].tolist()
+    c = c_texts[_sample(len(c_texts), EMBED_ROWS, rng)].tolist()
     if min(len(r), len(c)) < 10:
         return None, []
     encoder = get_encoder("static")
-    columns = model.schema.text
-    r_vec = encoder.encode(joined_text(r, columns))
-    c_vec = encoder.encode(joined_text(c, columns))
+    r_vec, c_vec = encoder.encode(r), encoder.encode(c)
     dc = stats.domain_classifier(r_vec, c_vec, seed, weights=False)
     info = {**dc.to_dict(), "encoder": encoder.name, "columns": columns}
     detail = (

@@ -35,6 +35,7 @@ HOLDOUT_SHARE = 0.3  # of each retrain's new rows, kept out of training for eval
 MIN_NEW_ROWS = 10
 N_BOOTSTRAP = 1000
 ALPHA = 0.05
+MAX_BUDGET_GROWTH = 10.0  # a time budget grows with the rows, up to this factor
 TRIGGERS = ("manual", "schedule", "drift", "quality", "labels")
 
 
@@ -188,7 +189,12 @@ def retrain(
     fixed = registry.table(champ_ref, "holdout")
     new_train, new_held = _split(new_data, seed)
     holdout = pd.concat([fixed, new_held], ignore_index=True) if fixed is not None else new_held
+    if config.time_budget is not None:  # the champion's budget was for its rows: per row
+        grown = (len(trained_on) + len(new_train)) / max(len(trained_on), 1)
+        budget = config.time_budget * min(MAX_BUDGET_GROWTH, max(1.0, grown))
+        config = config.model_copy(update={"time_budget": round(budget, 1)})
     data = {
+        "time_budget": config.time_budget,
         "source": source,
         "new_rows": len(new_data),
         "new_train_rows": len(new_train),
