@@ -103,6 +103,7 @@ def test_retrain_jobs_are_journalled_and_bad_files_refused(
     assert job["result"]["id"] == entry["id"] and entry["status"] in {"promoted", "kept"}
     assert entry["trigger"] == "manual" and entry["reason"] == "new rows"
     assert entry["data"]["new_rows"] == 90 and entry["data"]["source"] == "file"
+    assert entry["data"]["name"] == "rows.csv"
     ev = entry["evaluation"]
     assert ev["champion"]["low"] <= ev["champion"]["score"] <= ev["champion"]["high"]
     assert set(entry["reports"]) == {"champion", "challenger"}

@@ -147,6 +147,7 @@ class LocalMonitorOps:
                 table,
                 reason=reason,
                 source="file" if data is not None else "feedback",
+                data_name=None if data is None else str(data),
                 settings=self.registry.settings,
                 on_progress=on_progress,
             )

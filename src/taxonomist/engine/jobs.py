@@ -168,6 +168,7 @@ def _retrain(
         trigger=config.get("trigger", "manual"),
         reason=config.get("reason", ""),
         source=config.get("source", "file"),
+        data_name=config.get("data_name"),
         user_id=config.get("owner_id"),
         settings=settings,
         on_progress=on_progress,

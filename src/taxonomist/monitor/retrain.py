@@ -164,6 +164,7 @@ def retrain(
     trigger: str = "manual",
     reason: str = "",
     source: str = "file",
+    data_name: str | None = None,
     user_id: int | None = None,
     settings: Settings | None = None,
     on_progress: Callable[[Any], None] | None = None,
@@ -171,8 +172,9 @@ def retrain(
 ) -> dict[str, Any]:
     """Train a challenger of ``name``'s champion on its data plus ``new_data`` (labelled rows
     with the target column; default: the logged predictions given feedback since the
-    champion was registered), evaluate both on the same unseen rows, promote the challenger
-    only when it is significantly better, and journal it all. Returns the journal entry."""
+    champion was registered; ``data_name``: what they are, for the journal), evaluate both on
+    the same unseen rows, promote the challenger only when it is significantly better, and
+    journal it all. Returns the journal entry."""
     if trigger not in TRIGGERS:
         raise InvalidParameterError(f"Unknown trigger '{trigger}'; one of {', '.join(TRIGGERS)}.")
     champion, config = retrainable(registry, name)
@@ -196,6 +198,7 @@ def retrain(
     data = {
         "time_budget": config.time_budget,
         "source": source,
+        "name": data_name or ("feedback in the log" if source == "feedback" else "a table"),
         "new_rows": len(new_data),
         "new_train_rows": len(new_train),
         "new_holdout_rows": len(new_held),

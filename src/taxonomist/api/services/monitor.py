@@ -159,7 +159,15 @@ def retrain(
         since = datetime.fromtimestamp(champion.creation_timestamp / 1000, UTC)
         rows = feedback_rows(svc.db, name, config.target, since)
         check_new_rows(rows, config.target, ref, "feedback")
-    return queue_retrain(svc, user.id, name, path, trigger="manual", reason=reason or "by hand")
+    return queue_retrain(
+        svc,
+        user.id,
+        name,
+        path,
+        trigger="manual",
+        reason=reason or "by hand",
+        data_name=None if file is None else file.filename,
+    )
 
 
 def queue_retrain(
@@ -170,9 +178,11 @@ def queue_retrain(
     *,
     trigger: str,
     reason: str,
+    data_name: str | None = None,
 ) -> JobOut:
     """A queued retrain job (``data_path``: the new rows; ``None``: the log's feedback)."""
     config = {
+        "data_name": data_name,
         "model_name": name,
         "data_path": None if data_path is None else str(data_path),
         "source": "feedback" if data_path is None else "file",
