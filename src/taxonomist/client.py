@@ -138,6 +138,11 @@ class Client:
         return self._request("GET", "/metrics").text
 
     # -- auth and users ----------------------------------------------------------------------
+    def change_password(self, old_password: str, new_password: str) -> Json:
+        """Set a new password; every other token of yours is revoked."""
+        body = {"old_password": old_password, "new_password": new_password}
+        return self._call("POST", "/api/v1/auth/password", json=body)
+
     def me(self) -> Json:
         return self._call("GET", "/api/v1/auth/me")
 

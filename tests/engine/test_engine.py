@@ -53,3 +53,25 @@ def test_a_job_replays_its_config_and_honours_promote(toy: pd.DataFrame, tmp_pat
     stored = registry.config("toy/3")
     assert stored is not None and stored["promote"] is True and stored["families"] == ["logreg"]
     db.dispose()
+
+
+def test_a_jobs_log_holds_only_the_lines_of_its_own_thread() -> None:
+    """A worker runs several jobs at once, each on a thread, all logging to one root logger:
+    each job's stored log must not hold another job's lines."""
+    import logging
+    import threading
+
+    from taxonomist.engine.jobs import _JobLog
+
+    log = _JobLog()
+    logger = logging.getLogger("taxonomist.test_job_log")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(log)
+    try:
+        other = threading.Thread(target=lambda: logger.info("a line of another job"))
+        other.start()
+        other.join()
+        logger.info("a line of this job")
+    finally:
+        logger.removeHandler(log)
+    assert [line.split(" ", 2)[2] for line in log.lines] == ["a line of this job"]

@@ -31,6 +31,7 @@ async def services(request: Request) -> Services:
 
 
 async def current_user(
+    request: Request,
     svc: Annotated[Services, Depends(services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -41,9 +42,10 @@ async def current_user(
         )
     key = token_hash(credentials.credentials)
     principal = svc.tokens.get(key)
-    if principal is not None:
-        return principal
-    return await run_in_threadpool(_lookup, svc, key, credentials.credentials)
+    if principal is None:
+        principal = await run_in_threadpool(_lookup, svc, key, credentials.credentials)
+    request.state.principal = principal  # the error handlers show a member only theirs
+    return principal
 
 
 def _lookup(svc: Services, key: str, token_text: str) -> Principal:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taxonomist.api.request_ids import REQUEST_ID_HEADER
-from taxonomist.errors import TaxonomistError
+from taxonomist.errors import ModelNotFoundError, TaxonomistError
 from taxonomist.logs import request_id_var
+from taxonomist.registry import model_not_found
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +44,47 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def scrub_paths(value: Any, roots: list[str]) -> Any:
+    """``value`` (a message or details) with every path under one of ``roots`` (the server's
+    home and temporary folders) cut to its file name: no server layout in an answer."""
+    if isinstance(value, str):
+        for root in roots:
+            value = re.sub(re.escape(root) + r"[^\s'\"]*", lambda m: Path(m.group()).name, value)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_paths(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v, roots) for v in value]
+    return value
+
+
+def _server_roots(request: Request) -> list[str]:
+    roots = {tempfile.gettempdir(), str(Path(tempfile.gettempdir()).resolve())}
+    svc = getattr(request.app.state, "services", None)
+    if svc is not None:
+        roots |= {str(svc.settings.home), str(svc.settings.home.resolve())}
+    return sorted(roots, key=len, reverse=True)  # the longest first: /tmp/x before /tmp
+
+
+def _for_caller(request: Request, exc: TaxonomistError) -> TaxonomistError:
+    """A member's 'no such model' names only the models they own (the registry knows all)."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(exc, ModelNotFoundError) or "models" not in exc.details:
+        return exc
+    if principal is None or principal.is_admin:
+        return exc
+    owned = request.app.state.services.models.owned_by(principal)
+    known = [n for n in exc.details["models"] if n in owned]
+    return model_not_found(str(exc.details.get("ref", "")), known)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaxonomistError)
     async def _ours(request: Request, exc: TaxonomistError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+        exc = await run_in_threadpool(_for_caller, request, exc)
+        body = scrub_paths(exc.to_dict(), _server_roots(request))
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -28,6 +28,15 @@ class LoginRequest(Strict):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class PasswordChange(Strict):
+    old_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
+class PasswordChanged(BaseModel):
+    tokens_revoked: int = Field(description="Your other tokens, revoked (this one stays).")
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int

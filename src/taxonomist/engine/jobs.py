@@ -38,14 +38,18 @@ def _now() -> datetime:
 
 
 class _JobLog(logging.Handler):
-    """Collects the training's log lines for the job row."""
+    """Collects the training's log lines for the job row: those of the thread that runs the
+    job (a worker runs several jobs at once, each on a thread, all logging to one root)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.lines: list[str] = []
+        self.thread = threading.get_ident()
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
         self.lines.append(self.format(record))
         del self.lines[:-MAX_LOG_LINES]
 

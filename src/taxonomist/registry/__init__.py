@@ -7,7 +7,7 @@ nothing of how the model was trained.
 from taxonomist.registry.cache import LoadedModels, estimate_bytes
 from taxonomist.registry.candidate import Candidate, Registration, Trial
 from taxonomist.registry.refs import CHAMPION, ModelRef, check_name, parse_ref
-from taxonomist.registry.registry import Registry, get_registry
+from taxonomist.registry.registry import Registry, get_registry, model_not_found
 
 __all__ = [
     "CHAMPION",
@@ -20,5 +20,6 @@ __all__ = [
     "check_name",
     "estimate_bytes",
     "get_registry",
+    "model_not_found",
     "parse_ref",
 ]

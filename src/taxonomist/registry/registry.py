@@ -261,19 +261,21 @@ class Registry:
                 self._refs[key] = (mv, time.monotonic() + self.resolve_ttl)
         return mv
 
+    def exists(self, name: str) -> bool:
+        """Whether a model of that name is registered (with or without versions)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            return False
+        return True
+
     def _not_found(self, r: ModelRef, visible: set[str] | None) -> ModelNotFoundError:
         known = [m.name for m in self.client.search_registered_models()]
         if visible is not None:
             known = [n for n in known if n in visible]
-        hint = (
-            f" Registered models: {', '.join(known)}."
-            if known
-            else " No model is registered yet: train one with "
-            "'taxonomist train DATA --target COL --name NAME'."
-        )
-        return ModelNotFoundError(
-            f"No model version matches '{r}'.{hint}", details={"ref": str(r), "models": known}
-        )
+        return model_not_found(str(r), known)
 
     def _forget_refs(self, name: str) -> None:
         with self._lock:
@@ -404,6 +406,19 @@ def _log_tables(tables: dict[str, Any]) -> None:
                 frame = frame.astype({c: "string" for c in mixed})
                 frame.to_parquet(path, index=False, compression="zstd")
         mlflow.log_artifacts(tmp, artifact_path=TABLES_ARTIFACTS)
+
+
+def model_not_found(ref: str, known: list[str]) -> ModelNotFoundError:
+    """The 404 for ``ref``, naming the registered models ``known`` (those the caller may see)."""
+    hint = (
+        f" Registered models: {', '.join(known)}."
+        if known
+        else " No model is registered yet: train one with "
+        "'taxonomist train DATA --target COL --name NAME'."
+    )
+    return ModelNotFoundError(
+        f"No model version matches '{ref}'.{hint}", details={"ref": ref, "models": known}
+    )
 
 
 def _version_dict(mv: Any, aliases: list[str]) -> dict[str, Any]:

@@ -37,28 +37,44 @@ def _passage_id(context: str) -> str:
     return hashlib.sha1(context.strip().encode()).hexdigest()[:16]
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (anything else in it skipped); [] for a non-list."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _from_squad(data: dict[str, Any], path: Path) -> pd.DataFrame:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise FileFormatError(
             f'\'{path.name}\' is JSON but not SQuAD-style: expected {{"data": [{{"paragraphs": '
             '[{"context": ..., "qas": [...]}]}]}}. For other shapes, give a table with '
             "context and question columns.",
-            details={"path": str(path)},
+            details={"file": path.name},
         )
     rows = []
-    for article in data["data"]:
-        for paragraph in (article or {}).get("paragraphs", []) or []:
+    for article in _dicts(data["data"]):
+        for paragraph in _dicts(article.get("paragraphs")):
             context = paragraph.get("context")
-            for qa in paragraph.get("qas", []) or [{}]:
-                answers = qa.get("answers") or []
+            if not isinstance(context, str):
+                continue  # counted with the rows without a context
+            for qa in _dicts(paragraph.get("qas")) or [{}]:
+                answers = _dicts(qa.get("answers"))
+                question = qa.get("question")
+                answer = answers[0].get("text") if answers else None
                 rows.append(
                     {
                         "context": context,
-                        "question": qa.get("question"),
-                        "answer": answers[0].get("text") if answers else None,
+                        "question": question if isinstance(question, str) else None,
+                        "answer": answer if isinstance(answer, str) else None,
                         "question_id": qa.get("id"),
                     }
                 )
+    if not rows and data["data"]:
+        raise FileFormatError(
+            f"'{path.name}' has a 'data' list but no paragraph in it has a text 'context': "
+            'each entry must look like {"paragraphs": [{"context": "...", "qas": [{"question": '
+            '"..."}]}]}.',
+            details={"file": path.name},
+        )
     return pd.DataFrame(rows, columns=["context", "question", "answer", "question_id"])
 
 
@@ -80,7 +96,7 @@ def load_qa(
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FileFormatError(
                     f"'{path.name}' is not valid JSON ({exc}). Give SQuAD-style JSON or a table.",
-                    details={"path": str(path)},
+                    details={"file": path.name},
                 ) from exc
             table = _from_squad(data, path)
             context, question, answer = "context", "question", "answer"

@@ -121,6 +121,16 @@ def user_for_token(s: Session, token: str) -> tuple[User, ApiToken]:
     return user, row
 
 
+def revoke_tokens(s: Session, user_id: int, *, keep: int | None = None) -> int:
+    """Revoke every live token of a user (but ``keep``, the one in use); how many."""
+    q = select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    now, n = datetime.now(UTC), 0
+    for token in s.scalars(q):
+        if token.id != keep:
+            token.revoked_at, n = now, n + 1
+    return n
+
+
 def as_utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite returns naive datetimes
 

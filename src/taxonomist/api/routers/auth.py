@@ -10,6 +10,8 @@ from taxonomist.api.schemas import (
     LoginRequest,
     LoginResponse,
     NewToken,
+    PasswordChange,
+    PasswordChanged,
     TokenOut,
     TokenRequest,
     UserOut,
@@ -27,6 +29,17 @@ def login(body: LoginRequest, svc: ServicesDep) -> LoginResponse:
 @router.post("/logout", status_code=204, summary="Revoke the token of this request")
 def logout(user: UserDep, svc: ServicesDep) -> None:
     service.logout(svc, user)
+
+
+@router.post(
+    "/password",
+    response_model=PasswordChanged,
+    summary="Change your password",
+    description="Needs the current password (403 when it is wrong, audited). Every other token "
+    "of yours is revoked: sessions elsewhere, and any token someone else may hold, stop working.",
+)
+def change_password(body: PasswordChange, user: UserDep, svc: ServicesDep) -> PasswordChanged:
+    return PasswordChanged(tokens_revoked=service.change_password(svc, user, body))
 
 
 @router.get("/me", response_model=UserOut, summary="The user behind the token")

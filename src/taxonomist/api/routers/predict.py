@@ -6,7 +6,9 @@ import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import pandas as pd
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
@@ -74,12 +76,35 @@ def predict_file(
     if output == "parquet":
         buf = io.BytesIO()
         done.rows.to_parquet(buf, index=False)
-        headers["Content-Disposition"] = f'attachment; filename="{stem}.predictions.parquet"'
+        headers["Content-Disposition"] = attachment(f"{stem}.predictions.parquet")
         return Response(
             buf.getvalue(), media_type="application/vnd.apache.parquet", headers=headers
         )
-    headers["Content-Disposition"] = f'attachment; filename="{stem}.predictions.csv"'
-    return Response(done.rows.to_csv(index=False), media_type="text/csv", headers=headers)
+    headers["Content-Disposition"] = attachment(f"{stem}.predictions.csv")
+    csv = spreadsheet_safe(done.rows).to_csv(index=False)
+    return Response(csv, media_type="text/csv", headers=headers)
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for any file name (RFC 6266 / 5987): an ASCII fallback without
+    quotes or backslashes, and the exact name UTF-8 encoded ("прогноз.csv" stays itself)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (``=cmd|' /C calc'!A0``) prefixed
+    with an apostrophe (OWASP's CSV injection advice); numbers are left alone."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+            )
+    return out
 
 
 @router.post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,8 +15,10 @@ from taxonomist.errors import TaxonomistError
 router = APIRouter(tags=["system"])
 
 
+# The probes are async: they answer from the event loop even when heavy synchronous requests
+# hold every thread of the request pool; the database ping runs on asyncio's own executor.
 @router.get("/health", summary="Liveness: the process answers")
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -24,10 +28,10 @@ def health() -> dict[str, str]:
     summary="Readiness: the database and the job engine are reachable",
     responses={503: {"model": Ready, "description": "Not ready yet"}},
 )
-def ready(svc: ServicesDep) -> JSONResponse:
+async def ready(svc: ServicesDep) -> JSONResponse:
     database = engine = "ok"
     try:
-        svc.db.ping()
+        await asyncio.get_running_loop().run_in_executor(None, svc.db.ping)
     except TaxonomistError as exc:
         database = exc.message
     try:

@@ -11,6 +11,7 @@ from taxonomist.api.schemas import (
     LoginRequest,
     LoginResponse,
     NewToken,
+    PasswordChange,
     TokenOut,
     TokenRequest,
     UserCreate,
@@ -18,9 +19,17 @@ from taxonomist.api.schemas import (
     UserUpdate,
 )
 from taxonomist.api.services.state import Principal, Services
-from taxonomist.errors import ConflictError, NotFoundError
+from taxonomist.errors import ConflictError, NotFoundError, PermissionDeniedError
 from taxonomist.store import ApiToken, Role, User
-from taxonomist.store.accounts import audit, authenticate, create_user, hash_password, issue_token
+from taxonomist.store.accounts import (
+    audit,
+    authenticate,
+    create_user,
+    hash_password,
+    issue_token,
+    revoke_tokens,
+    verify_password,
+)
 
 
 # -- sessions and tokens ----------------------------------------------------------------------
@@ -82,6 +91,24 @@ def revoke_token(svc: Services, user: Principal, token_id: int) -> None:
     svc.tokens.clear()
 
 
+def change_password(svc: Services, user: Principal, body: PasswordChange) -> int:
+    """Set a new password after checking the current one (403 when it is wrong); every other
+    token of the user is revoked (a stolen one stops working). Returns how many."""
+    with svc.db.session() as s:
+        right = verify_password(s.get_one(User, user.id).password_hash, body.old_password)
+        if not right:  # audited in its own transaction: the refusal itself is kept
+            audit(s, user.id, "change_password_refused", "user", str(user.id))
+    if not right:
+        raise PermissionDeniedError("The current password is wrong; nothing was changed.")
+    with svc.db.session() as s:
+        row = s.get_one(User, user.id)
+        row.password_hash = hash_password(body.new_password)
+        revoked = revoke_tokens(s, user.id, keep=user.token_id)
+        audit(s, user.id, "change_password", "user", str(user.id), {"tokens_revoked": revoked})
+    svc.tokens.clear()
+    return revoked
+
+
 # -- users ------------------------------------------------------------------------------------
 def add_user(svc: Services, admin: Principal, body: UserCreate) -> UserOut:
     with svc.db.session() as s:
@@ -118,6 +145,8 @@ def update_user(svc: Services, admin: Principal, user_id: int, body: UserUpdate)
         if body.password is not None:
             user.password_hash = hash_password(body.password)
             changes["password"] = "reset"
+        if body.password is not None or body.disabled:  # a reset or a disabled account
+            changes["tokens_revoked"] = revoke_tokens(s, user.id)  # ends every session
         audit(s, admin.id, "update_user", "user", str(user_id), changes)
         out = UserOut.model_validate(user)
     svc.tokens.clear()

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from taxonomist.api.schemas import DatasetOut, DatasetUpdate, DatasetUploaded
 from taxonomist.api.services.jsonable import jsonable
 from taxonomist.api.services.state import Principal, Services
-from taxonomist.api.services.uploads import save_upload, upload_limit
+from taxonomist.api.services.uploads import as_uploaded, save_upload, upload_limit
 from taxonomist.config import Settings
 from taxonomist.data import (
     ColumnRole,
@@ -28,6 +28,7 @@ from taxonomist.errors import (
     ConflictError,
     InvalidParameterError,
     NotFoundError,
+    TaxonomistError,
 )
 from taxonomist.store import Database, Dataset, Job, JobState
 from taxonomist.store.accounts import audit
@@ -115,7 +116,10 @@ def store_file(
     it): the file is copied into the data folder, described, and its row written."""
     path, size, sha = save_upload(file, settings.datasets_dir, upload_limit(settings))
     try:
-        fields = describe(path)
+        try:
+            fields = describe(path)
+        except TaxonomistError as exc:
+            raise as_uploaded(exc, path, file.filename) from None
         with db.session() as s:
             ds = Dataset(
                 owner_id=owner_id,

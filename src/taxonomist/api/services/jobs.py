@@ -41,10 +41,12 @@ def create_job(svc: Services, user: Principal, body: JobCreate) -> JobOut:
             require_column(target, list(ds.roles), what="target")
         owner = s.get(ModelOwner, body.model_name)
         if owner is not None and owner.owner_id != user.id and not user.is_admin:
-            raise ConflictError(
-                f"The model name '{body.model_name}' belongs to another user; choose another."
-            )
+            raise ConflictError(f"The model name '{body.model_name}' is taken; choose another.")
         if owner is None and not user.is_admin:
+            if svc.registry.exists(body.model_name):  # registered without an owner (the CLI
+                raise ConflictError(  # on this home, a job that died): an admin's
+                    f"The model name '{body.model_name}' is taken; choose another."
+                )
             s.add(ModelOwner(name=body.model_name, owner_id=user.id))
         config = body.model_dump(mode="json")
         config.update(

@@ -91,6 +91,11 @@ class ModelAccess:
                 f"No model named '{name}' is visible to you. List yours with GET /api/v1/models."
             )
 
+    def owned_by(self, user: Principal) -> set[str]:
+        """The names of the models ``user`` owns."""
+        with self.db.session() as s:
+            return set(s.scalars(select(ModelOwner.name).where(ModelOwner.owner_id == user.id)))
+
     def resolve(self, ref: str) -> tuple[str, int]:
         mv = self.registry.resolve(ref)
         return mv.name, int(mv.version)

@@ -13,7 +13,7 @@ from fastapi import UploadFile
 
 from taxonomist.config import Settings
 from taxonomist.data import load_table
-from taxonomist.errors import PayloadTooLargeError
+from taxonomist.errors import PayloadTooLargeError, TaxonomistError
 
 CHUNK = 1 << 20
 _SUFFIX = re.compile(r"(\.(csv|tsv|txt|parquet|pq|jsonl|ndjson|json))(\.gz)?$", re.I)
@@ -68,4 +68,21 @@ def uploaded_table(settings: Settings, upload: UploadFile) -> pd.DataFrame:
     """The uploaded file as a table (streamed to a temporary file, which is then removed)."""
     with tempfile.TemporaryDirectory() as tmp:
         path, _, _ = save_upload(upload, Path(tmp), upload_limit(settings))
-        return load_table(path)
+        try:
+            return load_table(path)
+        except TaxonomistError as exc:
+            raise as_uploaded(exc, path, upload.filename) from None
+
+
+def as_uploaded(exc: TaxonomistError, path: Path, filename: str | None) -> TaxonomistError:
+    """``exc`` with the stored copy's name (a random one, in a server folder) replaced by the
+    name the user uploaded the file under."""
+    if filename:
+        shown = Path(filename).name
+        for stored in (str(path), path.name):
+            exc.message = exc.message.replace(stored, shown)
+        exc.details = {
+            k: (v.replace(str(path), shown).replace(path.name, shown) if isinstance(v, str) else v)
+            for k, v in exc.details.items()
+        }
+    return exc
