@@ -41,12 +41,16 @@ def free_port() -> int:
 def start(cmd: list[str], env: dict[str, str], ready_url: str, timeout: float = 120):
     """Start a server; return (process, seconds until ready_url answered 200)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # stderr to a file, not a pipe: a pipe nobody reads fills with the access log (a JSON line
+    # per request) and then blocks the server.
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+        )
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
-            raise SystemExit(f"{cmd[0]} exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"{cmd[0]} exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(ready_url, timeout=1).status_code == 200:
                 return proc, time.perf_counter() - t0

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from streamlit.testing.v1 import AppTest
 
 from taxonomist.config import Settings
-from taxonomist.logs import UI_LOG, audit, configure_logging, reset_logging
+from taxonomist.logs import UI_LOG, audit, configure_logging, flush, reset_logging
 from tests.conftest import free_port, new_member, upload_table, wait_http, wait_job
 
 HERE = "taxonomist.tests.logs"
@@ -35,6 +35,7 @@ log = logging.getLogger(HERE)
 def entries(path: Path, logger: str | None = None) -> list[dict[str, Any]]:
     """Every line of a log file, parsed (a line that is not one JSON object fails the test);
     only ``logger``'s when given (the module's app logs from its own threads meanwhile)."""
+    flush()  # lines are written by a listener thread
     lines = path.read_text(encoding="utf-8").splitlines()
     parsed = [json.loads(line) for line in lines]
     assert all(isinstance(e, dict) for e in parsed)
@@ -236,6 +237,7 @@ def test_files_rotate_at_the_size_limit_and_keep_the_backups_asked_for(
     path = configure_logging(settings, stream=False)
     for i in range(300):
         log.info("line %d of the rotation test", i)
+    flush()
     files = sorted(path.parent.iterdir())
     assert [f.name for f in files] == ["taxonomist.log", "taxonomist.log.1", "taxonomist.log.2"]
     longest = max(len(line) + 1 for f in files for line in f.read_text().splitlines())
@@ -249,6 +251,7 @@ def test_with_no_backups_a_full_file_starts_over(settings_in: Any) -> None:
     path = configure_logging(settings_in(log_max_mb=0.001, log_backups=0), stream=False)
     for i in range(300):
         log.info("line %d", i)
+    flush()
     assert [f.name for f in path.parent.iterdir()] == ["taxonomist.log"]
     assert path.stat().st_size <= 1100 and entries(path, HERE)[-1]["message"] == "line 299"
 
@@ -266,7 +269,11 @@ def test_configuring_twice_keeps_one_set_of_handlers_and_new_settings_replace_it
     assert len(ours()) == 1
     other = configure_logging(settings_in(log_dir=tmp_path / "elsewhere"), stream=True)
     assert other == tmp_path / "elsewhere" / "taxonomist.log"
-    assert sorted(type(h).__name__ for h in ours()) == ["StreamHandler", "_RotatingFile"]
+    (queued,) = ours()
+    assert sorted(type(h).__name__ for h in queued.listener.handlers) == [
+        "StreamHandler",
+        "_RotatingFile",
+    ]
     log.warning("after the change")
     assert [e["message"] for e in entries(other, HERE)] == ["after the change"]
     assert entries(first, HERE) == []
@@ -276,6 +283,7 @@ def test_text_format_and_level_come_from_the_settings(settings_in: Any) -> None:
     path = configure_logging(settings_in(log_format="text", log_level="warning"), stream=False)
     log.info("not written")
     log.warning("written", extra={"model": "apps"})
+    flush()
     (line,) = [line for line in path.read_text().splitlines() if HERE in line]
     assert line.endswith(f' WARNING {HERE} written model="apps"')
 
@@ -328,7 +336,12 @@ def test_the_ui_process_logs_to_its_own_file(home: Path) -> None:
     try:
         at = AppTest.from_file(str(APP), default_timeout=30).run()
         assert not at.exception
-        files = [Path(h.baseFilename) for h in ours() if isinstance(h, RotatingFileHandler)]
+        files = [
+            Path(h.baseFilename)
+            for queued in ours()
+            for h in queued.listener.handlers
+            if isinstance(h, RotatingFileHandler)
+        ]
         assert files == [(home / "logs" / UI_LOG).resolve()]
     finally:
         reset_logging()

@@ -10,12 +10,14 @@ beyond that (the request id from a context variable, audit fields that may be na
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from logging.handlers import RotatingFileHandler
+from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +40,8 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
     "asctime",
     "taskName",
 }
-_DROPPED = frozenset({"color_message"})  # uvicorn's copy of the message with ANSI colours
+# uvicorn's copy of the message with ANSI colours; the request id (a key of its own)
+_DROPPED = frozenset({"color_message", "request_id"})
 _OURS = "_taxonomist_config"  # the attribute that marks (and describes) a handler of ours
 # Chatter at INFO, shown only with log_level DEBUG: a line per HTTP call, per alembic plugin.
 _QUIET = ("httpx", "httpcore", "alembic.runtime.plugins")
@@ -117,6 +120,41 @@ class _RotatingFile(RotatingFileHandler):
             self.stream.truncate(0)
 
 
+class _Queued(QueueHandler):
+    """What the root logger holds: records go to a queue, and a listener thread formats and
+    writes them (file and stderr). Logging then never blocks the caller, the event loop
+    included (uvicorn writes an access line per request from it), on a slow disk or a full
+    pipe. What the formatters read from the writing thread's context is fixed on the record
+    first; the record is otherwise passed as is (one process: nothing is pickled)."""
+
+    def __init__(self, targets: list[logging.Handler]) -> None:
+        super().__init__(queue.Queue(-1))
+        self.listener = QueueListener(self.queue, *targets, respect_handler_level=True)
+        self.listener.start()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return record
+
+    def flush(self) -> None:
+        """Wait until the listener wrote everything queued so far."""
+        self.queue.join()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.listener.stop()  # writes what is queued, then ends the thread
+        for target in self.listener.handlers:
+            target.close()
+        super().close()
+
+
+def flush() -> None:
+    """Wait until every queued log line is written (tests read the files right after)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Queued):
+            handler.flush()
+
+
 def configure_logging(
     settings: Settings, *, stream: bool = True, filename: str = SERVICE_LOG
 ) -> Path:
@@ -139,7 +177,7 @@ def configure_logging(
         _remove(ours)
         path.parent.mkdir(parents=True, exist_ok=True)
         formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
-        handlers: list[logging.Handler] = [
+        targets: list[logging.Handler] = [
             _RotatingFile(
                 path,
                 maxBytes=max(1, int(settings.log_max_mb * 1e6)),
@@ -148,11 +186,12 @@ def configure_logging(
             )
         ]
         if stream:
-            handlers.append(logging.StreamHandler(sys.stderr))
-        for handler in handlers:
-            handler.setFormatter(formatter)
-            setattr(handler, _OURS, config)
-            root.addHandler(handler)
+            targets.append(logging.StreamHandler(sys.stderr))
+        for target in targets:
+            target.setFormatter(formatter)
+        handler = _Queued(targets)
+        setattr(handler, _OURS, config)
+        root.addHandler(handler)
     root.setLevel(level)
     # A command line's quieter default for our loggers (cli.output) must not hide the
     # service's, e.g. its audit entries.
@@ -168,6 +207,11 @@ def _remove(handlers: list[logging.Handler]) -> None:
     for handler in handlers:
         root.removeHandler(handler)
         handler.close()
+
+
+@atexit.register
+def _flush_at_exit() -> None:  # the listener's queue is written before the process ends
+    _remove([h for h in logging.getLogger().handlers if hasattr(h, _OURS)])
 
 
 def reset_logging() -> None:
