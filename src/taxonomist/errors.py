@@ -128,6 +128,17 @@ class PayloadTooLargeError(UserInputError):
     status = 413
 
 
+class TooManyRequestsError(TaxonomistError):
+    """Too many attempts: wait ``retry_after`` seconds (the API's ``Retry-After``)."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class ServiceUnavailableError(TaxonomistError):
     code = "unavailable"
     status = 503

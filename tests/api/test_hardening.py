@@ -189,3 +189,40 @@ def test_a_member_cannot_claim_a_model_registered_without_an_owner(
         ),
         404,
     )
+
+
+def test_repeated_failed_logins_back_off_and_are_audited(api: TestClient) -> None:
+    svc = api.app.state.services
+    admin = admin_headers(api)
+    username = f"guess-{uuid.uuid4().hex[:6]}"
+    api.post(
+        "/api/v1/users", json={"username": username, "password": "right-password"}, headers=admin
+    )
+
+    def attempt(password: str) -> Any:
+        return api.post("/api/v1/auth/login", json={"username": username, "password": password})
+
+    try:
+        for i in range(6):
+            assert_error(attempt(f"guess {i}"), 401)
+        r = attempt("right-password")  # the right one too: otherwise guessing goes on
+        err = assert_error(r, 429, "too_many_requests")
+        assert 1 <= int(r.headers["Retry-After"]) <= 2 and "try again in" in err["message"]
+        from sqlalchemy import select
+
+        from taxonomist.store import AuditEntry
+
+        with svc.db.session() as s:
+            failed = s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.action == "login_failed", AuditEntry.resource_id == username
+                )
+            ).all()
+        assert len(failed) == 6 and failed[0].details["address"] == "testclient"
+        # the address backs off too, whatever username it tries
+        for i in range(20):
+            api.post("/api/v1/auth/login", json={"username": f"nobody-{i}", "password": "x" * 8})
+        assert_error(attempt("right-password"), 429)
+    finally:
+        svc.logins.clear()  # the module's other tests log in from the same address
+    assert attempt("right-password").status_code == 200

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taxonomist.api.request_ids import REQUEST_ID_HEADER
-from taxonomist.errors import ModelNotFoundError, TaxonomistError
+from taxonomist.errors import ModelNotFoundError, TaxonomistError, TooManyRequestsError
 from taxonomist.logs import request_id_var
 from taxonomist.registry import model_not_found
 
@@ -31,6 +31,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflicts with the current state"),
         (413, "Too large"),
         (422, "Invalid parameters or data"),
+        (429, "Too many attempts: wait Retry-After seconds"),
     ]
 }
 
@@ -82,6 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaxonomistError)
     async def _ours(request: Request, exc: TaxonomistError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, TooManyRequestsError):
+            headers = {"Retry-After": str(exc.retry_after)}
         exc = await run_in_threadpool(_for_caller, request, exc)
         body = scrub_paths(exc.to_dict(), _server_roots(request))
         return JSONResponse(body, status_code=exc.status, headers=headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -30,15 +31,22 @@ def _argon() -> Any:
     return _hasher
 
 
+# Argon2 is made to cost memory and CPU: at most two hashes at once (the cores), so that 40
+# parallel guesses queue instead of taking both cores and gigabytes.
+_HASHING = threading.BoundedSemaphore(2)
+
+
 def hash_password(password: str) -> str:
-    return str(_argon().hash(password))
+    with _HASHING:
+        return str(_argon().hash(password))
 
 
 def verify_password(stored: str, password: str) -> bool:
     from argon2.exceptions import InvalidHashError, VerificationError
 
     try:
-        return bool(_argon().verify(stored, password))
+        with _HASHING:
+            return bool(_argon().verify(stored, password))
     except (VerificationError, InvalidHashError):
         return False
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from taxonomist.api.deps import ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
@@ -22,8 +22,8 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 
 @router.post("/login", response_model=LoginResponse, summary="Exchange a password for a token")
-def login(body: LoginRequest, svc: ServicesDep) -> LoginResponse:
-    return service.login(svc, body)
+def login(body: LoginRequest, svc: ServicesDep, request: Request) -> LoginResponse:
+    return service.login(svc, body, request.client.host if request.client else "")
 
 
 @router.post("/logout", status_code=204, summary="Revoke the token of this request")

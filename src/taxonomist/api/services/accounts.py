@@ -3,6 +3,7 @@ change is audited; a change that could leave a cached token stale clears the tok
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -19,7 +20,13 @@ from taxonomist.api.schemas import (
     UserUpdate,
 )
 from taxonomist.api.services.state import Principal, Services
-from taxonomist.errors import ConflictError, NotFoundError, PermissionDeniedError
+from taxonomist.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    TooManyRequestsError,
+)
 from taxonomist.store import ApiToken, Role, User
 from taxonomist.store.accounts import (
     audit,
@@ -33,10 +40,27 @@ from taxonomist.store.accounts import (
 
 
 # -- sessions and tokens ----------------------------------------------------------------------
-def login(svc: Services, body: LoginRequest) -> LoginResponse:
-    """A session token for a username and password (401 when they do not match)."""
+def login(svc: Services, body: LoginRequest, address: str = "") -> LoginResponse:
+    """A session token for a username and password (401 when they do not match; 429 with the
+    seconds to wait after repeated failures, for the username or the client ``address``).
+    Failures are audited."""
+    wait = svc.logins.wait_for(body.username, address)
+    if wait > 0:
+        raise TooManyRequestsError(
+            f"Too many failed logins: try again in {math.ceil(wait)} s.",
+            retry_after=math.ceil(wait),
+        )
+    try:
+        with svc.db.session() as s:
+            user = authenticate(s, body.username, body.password)
+    except AuthenticationError:
+        svc.logins.failed(body.username, address)
+        with svc.db.session() as s:
+            audit(s, None, "login_failed", "auth", body.username[:200], {"address": address})
+        raise
+    svc.logins.succeeded(body.username)
     with svc.db.session() as s:
-        user = authenticate(s, body.username, body.password)
+        user = s.get_one(User, user.id)
         plain, token = issue_token(
             s, user, kind="session", name="login", ttl=timedelta(hours=svc.settings.session_hours)
         )

@@ -65,6 +65,52 @@ class TokenCache:
             self._items.clear()
 
 
+class LoginThrottle:
+    """Backoff after failed logins, per username and per client address: after ``free``
+    failures in ``window`` seconds, each further attempt must wait 2, 4, 8 ... seconds (at most
+    ``cap``) after the last failure, right password or not. In memory, per process."""
+
+    def __init__(
+        self, free: int = 5, free_per_address: int = 20, window: float = 900, cap: float = 300
+    ) -> None:
+        self.free, self.free_per_address, self.window, self.cap = (
+            free,
+            free_per_address,
+            window,
+            cap,
+        )
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, last failure)
+        self._lock = threading.Lock()
+
+    def wait_for(self, username: str, address: str) -> float:
+        """Seconds the next attempt must still wait (0: go ahead)."""
+        now = time.monotonic()
+        waits = []
+        for key, free in (
+            (f"user:{username}", self.free),
+            (f"addr:{address}", self.free_per_address),
+        ):
+            count, last = self._failures.get(key, (0, 0.0))
+            if count > free and now - last < self.window:
+                waits.append(min(self.cap, 2.0 ** (count - free)) - (now - last))
+        return max([0.0, *waits])
+
+    def failed(self, username: str, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in (f"user:{username}", f"addr:{address}"):
+                count, last = self._failures.get(key, (0, 0.0))
+                self._failures[key] = (1 if now - last > self.window else count + 1, now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"user:{username}", None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+
 class ModelAccess:
     """Who owns which registered model (cached for a few seconds), over the service's one
     :class:`Registry` (which holds the loaded models and resolves references)."""
@@ -123,4 +169,5 @@ class Services:
     metrics: Metrics
     retrieval: RetrievalService
     tokens: TokenCache = field(default_factory=TokenCache)
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
     prediction_log: PredictionLog | None = None  # None: TAXONOMIST_PREDICTION_LOG=off
