@@ -33,6 +33,7 @@ from taxonomist.store.accounts import audit
 logger = logging.getLogger(__name__)
 HOLDOUT_SHARE = 0.3  # of each retrain's new rows, kept out of training for evaluation
 MIN_NEW_ROWS = 10
+MIN_HELD_OUT = 3  # a retrain on few new rows still scores both models on unseen ones
 N_BOOTSTRAP = 1000
 ALPHA = 0.05
 MAX_BUDGET_GROWTH = 10.0  # a time budget grows with the rows, up to this factor
@@ -149,9 +150,12 @@ def _class_report(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[
 
 
 def _split(new: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows to train on, rows held out): a seeded random share of each class held out."""
+    """(rows to train on, rows held out): :data:`HOLDOUT_SHARE` of the rows (at least
+    :data:`MIN_HELD_OUT`) drawn at random, seeded."""
     rng = np.random.default_rng(seed)
-    held = rng.random(len(new)) < HOLDOUT_SHARE
+    held = np.zeros(len(new), dtype=bool)
+    n_held = max(MIN_HELD_OUT, round(HOLDOUT_SHARE * len(new)))
+    held[rng.choice(len(new), n_held, replace=False)] = True
     return new[~held].reset_index(drop=True), new[held].reset_index(drop=True)
 
 
