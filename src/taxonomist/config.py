@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,21 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Training jobs that run at once; the rest wait in a queue."
     )
     max_upload_mb: float = Field(default=200.0, gt=0, description="Largest dataset upload.")
+    max_request_mb: float = Field(
+        default=32.0,
+        gt=0,
+        description="Largest body of a request that is not a file upload (JSON predictions).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Token Prometheus sends to scrape /metrics (an admin's token works too); "
+        "without one, only admins can read /metrics.",
+    )
+    metrics_class_labels: bool = Field(
+        default=False,
+        description="Count predictions by class on /metrics too (a label per class: what the "
+        "classes are is visible to whoever reads the metrics).",
+    )
     admin_password: str | None = Field(
         default=None,
         description="Password of the 'admin' user created on first start; default: a one-time "

@@ -29,12 +29,14 @@ from tests.conftest import (
     wait_ready,
 )
 
-PUBLIC = {"/health", "/ready", "/metrics"}
+PUBLIC = {"/health", "/ready"}
+SCRAPE_TOKEN = "scrape-secret"
 
 
 @pytest.fixture(scope="module")
 def settings_overrides() -> dict[str, Any]:
-    return {"max_upload_mb": 3}  # test_too_large_uploads_are_413 sends 4.2 MB
+    # test_too_large_uploads_are_413 sends 4.2 MB
+    return {"max_upload_mb": 3, "metrics_token": SCRAPE_TOKEN}
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +70,15 @@ def trained(api: TestClient, toy: pd.DataFrame) -> dict[str, Any]:
 
 
 # -- system and auth -------------------------------------------------------------------------
-def test_health_ready_and_metrics_need_no_token(api: TestClient) -> None:
+def test_health_and_ready_need_no_token_metrics_the_scrape_token(api: TestClient) -> None:
     assert api.get("/health").json() == {"status": "ok"}
     assert api.get("/ready").json() == {"status": "ready", "database": "ok", "engine": "ok"}
-    r = api.get("/metrics")
-    assert r.status_code == 200 and "taxonomist_requests_total" in r.text
-    assert 'route="/health"' in r.text  # route templates, not raw paths
+    for headers in ({}, {"Authorization": "Bearer wrong"}, new_member(api)[0]):
+        assert_error(api.get("/metrics", headers=headers), 401, "unauthorized")
+    for headers in ({"Authorization": f"Bearer {SCRAPE_TOKEN}"}, admin_headers(api)):
+        r = api.get("/metrics", headers=headers)
+        assert r.status_code == 200 and "taxonomist_requests_total" in r.text
+        assert 'route="/health"' in r.text  # route templates, not raw paths
 
 
 def test_every_other_endpoint_needs_a_valid_token(api: TestClient) -> None:
@@ -344,8 +349,9 @@ def test_predictions_single_batch_explained_and_from_a_file(
         assert r.status_code == 200, r.text
         out = reader(io.BytesIO(r.content))
         assert len(out) == len(toy) and (out["prediction"] == toy["label"]).mean() > 0.8
-    metrics = api.get("/metrics").text
-    assert f'taxonomist_predictions_total{{label="sport",model="{name}"}}' in metrics
+    metrics = api.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}).text
+    # no class label by default: class names stay private and series few
+    assert f'taxonomist_predictions_total{{model="{name}"}}' in metrics
     assert f'taxonomist_predicted_probability_count{{model="{name}"}}' in metrics
 
 

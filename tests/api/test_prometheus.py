@@ -17,6 +17,13 @@ import pytest
 
 from tests.conftest import ADMIN_PASSWORD, ROOT, free_port
 
+SCRAPE_TOKEN = "prometheus-scrape-token"
+
+
+@pytest.fixture(scope="module")
+def settings_overrides() -> dict[str, object]:
+    return {"metrics_token": SCRAPE_TOKEN}
+
 
 @pytest.fixture(scope="module")
 def prometheus() -> str:
@@ -35,10 +42,13 @@ def scraping(binary: str, url: str, tmp_path: Path) -> Iterator[Callable[[str], 
     vector) once it has scraped the API."""
     port = free_port()
     config = tmp_path / "prometheus.yml"
+    secret = tmp_path / "scrape-token"
+    secret.write_text(SCRAPE_TOKEN)
     config.write_text(
         "global: {scrape_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: taxonomist\n"
+        f"    authorization: {{credentials_file: '{secret}'}}\n"
         f"    static_configs: [{{targets: ['{url.split('://')[1]}']}}]\n"
     )
     prom = subprocess.Popen(
@@ -86,10 +96,10 @@ def test_prometheus_scrapes_requests_and_predictions(
     )
     assert job["state"] == "succeeded", job
     client.predict("toy", toy.drop(columns="label").head(20).to_dict("records"))
-    httpx.get(f"{url}/api/v1/datasets")  # no token: a 401
+    httpx.get(f"{url}/api/v1/datasets")  # no token: a 401, refused before routing
 
     with scraping(prometheus, url, tmp_path) as query:
-        denied = query('taxonomist_requests_total{route="/api/v1/datasets",status="401"}')
+        denied = query('taxonomist_requests_total{route="unmatched",status="401"}')
         assert denied and float(denied[0]["value"][1]) >= 1
         predicted = query('sum(taxonomist_predictions_total{model="toy"})')
         assert predicted and float(predicted[0]["value"][1]) == 20

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 import taxonomist
 from taxonomist.api.errors import install_error_handlers
+from taxonomist.api.guard import RequestGuard
 from taxonomist.api.metrics import Metrics, MetricsMiddleware
 from taxonomist.api.request_ids import RequestIdMiddleware
 from taxonomist.api.routers import (
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
     """The service. ``preload``: model references loaded at start-up, before the first
     request (a missing one is logged, not fatal)."""
     settings = settings or get_settings()
-    metrics = Metrics()
+    metrics = Metrics(class_labels=settings.metrics_class_labels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
         api.include_router(r.router)
     app.include_router(api)
     app.include_router(system.router)
+    app.add_middleware(RequestGuard, settings=settings)  # token and body size before routing
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # the outermost: its id is in every log line
     return app

@@ -4,13 +4,12 @@ or model looks like a missing one)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
+from taxonomist.api.guard import NO_TOKEN
 from taxonomist.api.request_ids import request_id_from
 from taxonomist.api.services import Principal, Services, datasets, models, retrieval
 from taxonomist.api.services.predictions import RequestContext
@@ -19,7 +18,6 @@ from taxonomist.errors import AuthenticationError, PermissionDeniedError
 from taxonomist.logs import request_id_var
 from taxonomist.models.config import MODEL_NAME_PATTERN
 from taxonomist.store import Dataset
-from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 
 bearer = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
 
@@ -32,30 +30,14 @@ async def services(request: Request) -> Services:
 
 async def current_user(
     request: Request,
-    svc: Annotated[Services, Depends(services)],
+    # Declared for the OpenAPI schema's security scheme; RequestGuard has checked it already.
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationError(
-            "This endpoint needs a token: log in with POST /api/v1/auth/login and send "
-            "'Authorization: Bearer <token>'."
-        )
-    key = token_hash(credentials.credentials)
-    principal = svc.tokens.get(key)
-    if principal is None:
-        principal = await run_in_threadpool(_lookup, svc, key, credentials.credentials)
-    request.state.principal = principal  # the error handlers show a member only theirs
-    return principal
-
-
-def _lookup(svc: Services, key: str, token_text: str) -> Principal:
-    """The database half of ``current_user`` (on a worker thread)."""
-    with svc.db.session() as s:
-        user, token = user_for_token(s, token_text)
-        token.last_used_at = datetime.now(UTC)
-        principal = Principal(user.id, user.username, user.role, token.id)
-        expires = token.expires_at
-    svc.tokens.put(key, principal, None if expires is None else as_utc(expires).timestamp())
+    """The principal RequestGuard authenticated before routing (the error handlers read it
+    too, to show a member only their names)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:  # an app without the guard in front: refuse rather than guess
+        raise AuthenticationError(NO_TOKEN)
     return principal
 
 

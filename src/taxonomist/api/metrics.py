@@ -4,6 +4,7 @@ quality, retraining) read from the metadata database."""
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -18,8 +19,9 @@ PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 class Metrics:
     """The service's metrics in their own registry (one per app, so tests can build many)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, class_labels: bool = False) -> None:
         self.registry = CollectorRegistry()
+        self.class_labels = class_labels
         self.requests = Counter(
             "taxonomist_requests_total",
             "HTTP requests by route template, method and status code.",
@@ -33,10 +35,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # The class is a label only when asked (TAXONOMIST_METRICS_CLASS_LABELS): class names
+        # can be confidential, and a thousand-class model makes a thousand series.
         self.predictions = Counter(
             "taxonomist_predictions_total",
-            "Predicted records by model and predicted class.",
-            ["model", "label"],
+            "Predicted records by model (and predicted class, when class labels are on).",
+            ["model", "label"] if class_labels else ["model"],
             registry=self.registry,
         )
         self.probability = Histogram(
@@ -52,11 +56,11 @@ class Metrics:
         self.registry.register(MonitorCollector(db))
 
     def observe_predictions(self, model: str, labels: list[str], top: Any) -> None:
-        counts: dict[str, int] = {}
-        for label in labels:
-            counts[label] = counts.get(label, 0) + 1
-        for label, n in counts.items():
-            self.predictions.labels(model, label).inc(n)
+        if self.class_labels:
+            for label, n in collections.Counter(labels).items():
+                self.predictions.labels(model, label).inc(n)
+        else:
+            self.predictions.labels(model).inc(len(labels))
         hist = self.probability.labels(model)
         for p in top:
             hist.observe(float(p))
