@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -153,6 +154,41 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    def for_workers(self) -> dict[str, Any]:
+        """The settings a job's worker process is sent, as task arguments: no secret among
+        them (Dask keeps a task's arguments in the scheduler, where its dashboard and logs
+        show them). The worker reads what is left out from its own environment
+        (:meth:`secret_environment` is given to the workers the service starts itself)."""
+        data = self.model_dump(mode="json", exclude=set(SECRETS))
+        for name in CREDENTIAL_URLS:
+            if _has_credentials(data.get(name)):
+                del data[name]
+        return data
+
+    def secret_environment(self) -> dict[str, str]:
+        """``TAXONOMIST_*`` variables of the URLs :meth:`for_workers` leaves out (a worker
+        needs no password of users or of the scrape)."""
+        sent = self.for_workers()
+        return {
+            f"TAXONOMIST_{name.upper()}": str(getattr(self, name))
+            for name in CREDENTIAL_URLS
+            if name not in sent and getattr(self, name) is not None
+        }
+
+
+SECRETS = ("admin_password", "metrics_token")
+CREDENTIAL_URLS = ("database_url", "mlflow_uri", "qdrant_url")  # secret when they hold a password
+
+
+def _has_credentials(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url)
+        return parts.password is not None or parts.username is not None
+    except ValueError:  # not a URL we can read: keep it home
+        return True
 
 
 @lru_cache(maxsize=1)

@@ -75,3 +75,72 @@ def test_a_jobs_log_holds_only_the_lines_of_its_own_thread() -> None:
     finally:
         logger.removeHandler(log)
     assert [line.split(" ", 2)[2] for line in log.lines] == ["a line of this job"]
+
+
+def test_no_secret_travels_with_a_job_to_dask(
+    toy: pd.DataFrame, tmp_path: Path, database_url: str
+) -> None:
+    """The task's arguments (kept by the scheduler, shown by its dashboard) hold no password:
+    the worker reads the database URL and the tokens from its own environment."""
+    import time
+
+    from taxonomist.engine import JobEngine
+
+    if database_url.startswith("postgresql"):  # the test server trusts: any password works
+        database_url = database_url.replace("postgres@", "postgres:db-pass-123@", 1)
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        admin_password="admin-pass-123",
+        metrics_token="scrape-pass-123",
+    )
+    sent = settings.for_workers()
+    assert "admin_password" not in sent and "metrics_token" not in sent
+    assert ("database_url" in sent) is database_url.startswith("sqlite")
+    db = Database(settings.database)
+    db.migrate()
+    data = tmp_path / "toy.csv"
+    toy.to_csv(data, index=False)
+    with db.session() as s:
+        owner = create_user(s, "alice", "password-1").id
+        config = {
+            "model_name": "toy",
+            "target": "label",
+            "dataset_path": str(data),
+            "owner_id": owner,
+            "trials": 1,
+            "families": ["logreg"],
+        }
+        job = Job(owner_id=owner, dataset_id=None, config=config, progress={}, logs=[])
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    engine = JobEngine(settings, db)
+    engine.start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if engine.ready:
+                engine.wake()
+                seen += engine.client.run_on_scheduler(_task_arguments)
+            with db.session() as s:
+                state = s.get_one(Job, job_id).state
+            if state in ("succeeded", "failed"):
+                break
+            time.sleep(0.2)
+        with db.session() as s:
+            job = s.get_one(Job, job_id)
+            assert job.state == "succeeded", job.error
+    finally:
+        engine.close()
+        db.dispose()
+    tasks = [t for t in seen if "taxonomist-job" in t]
+    assert tasks, "the task was never seen on the scheduler"
+    assert all(str(settings.home) in t for t in tasks)  # its arguments are in what we read
+    for secret in ("db-pass-123", "admin-pass-123", "scrape-pass-123"):
+        assert not any(secret in t for t in seen)
+
+
+def _task_arguments(dask_scheduler: Any) -> list[str]:
+    return [f"{key} {ts.run_spec!r}" for key, ts in dask_scheduler.tasks.items()]

@@ -255,6 +255,7 @@ class JobEngine:
                 dashboard_address=None,
                 memory_limit=0,
                 silence_logs=logging.ERROR,
+                env=self.settings.secret_environment(),  # the secrets the tasks do not carry
             )
             self.client = Client(self.cluster)
 
@@ -333,7 +334,7 @@ class JobEngine:
                     )
                 )
         # What a worker needs to reach the stores; no secret travels with the task.
-        settings = self.settings.model_dump(mode="json", exclude={"admin_password"})
+        settings = self.settings.for_workers()
         for job_id in queued:
             if job_id in self.futures or len(self.futures) >= self.settings.max_concurrent_jobs:
                 continue
