@@ -47,6 +47,49 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Training jobs that run at once; the rest wait in a queue."
     )
     max_upload_mb: float = Field(default=200.0, gt=0, description="Largest dataset upload.")
+    max_table_rows: int = Field(
+        default=5_000_000, ge=1, description="Most data rows a table file may have."
+    )
+    max_table_columns: int = Field(
+        default=2_000, ge=1, description="Most columns a table file may have."
+    )
+    max_decompressed_mb: float = Field(
+        default=2000.0,
+        gt=0,
+        description="Most data a table file may expand to, in MB: a .gz after decompressing, a "
+        "Parquet file after decoding, a plain file as it is.",
+    )
+    parse_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Worker processes of the service that parse uploaded and stored files.",
+    )
+    parse_memory_mb: float = Field(
+        default=4000.0,
+        gt=0,
+        description="Memory one parse worker may use, in MB (its libraries, about 200 MB, "
+        "included); a file that needs more is refused with a 413.",
+    )
+    parse_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a parse worker may spend on one file; a slower one is refused "
+        "with a 413.",
+    )
+    heavy_requests: int = Field(
+        default=2,
+        ge=1,
+        description="Heavy requests (file predictions, uploads, drift reports, maps, "
+        "benchmarks) a process runs at once; others wait up to 10 s, then get a 503.",
+    )
+    max_predict_rows: int = Field(
+        default=1_000_000, ge=1, description="Most rows of one file sent to POST /predict/file."
+    )
+    max_jobs_per_user: int = Field(
+        default=4,
+        ge=1,
+        description="Jobs a member may have queued or running at once (admins: no cap).",
+    )
     max_request_mb: float = Field(
         default=32.0,
         gt=0,

@@ -142,3 +142,13 @@ class TooManyRequestsError(TaxonomistError):
 class ServiceUnavailableError(TaxonomistError):
     code = "unavailable"
     status = 503
+
+
+class ServiceBusyError(ServiceUnavailableError):
+    """Every slot for heavy requests is taken: retry after ``retry_after`` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after

@@ -123,3 +123,52 @@ def test_paired_bootstrap_sees_a_real_difference_and_not_a_fake_one(tmp_path: Pa
     assert better["p_value"] < 0.01 and better["difference"]["low"] > 0
     same = paired_bootstrap(y, noisy, noisy, "roc_auc", n_boot=300)
     assert same["p_value"] == 1.0 and same["difference"]["mean"] == 0
+
+
+def test_a_champion_promoted_during_the_retrain_stays_champion(
+    reviews: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Read the champion, compare, move the alias is one step: a version promoted while the
+    challenger trained (another job) is not replaced by a challenger that only beat the old
+    champion."""
+    settings = Settings(home=tmp_path / "home")
+    registry, db = Registry(settings), Database(settings.database)
+    db.migrate()
+    options = {"target": TARGET, "text": ["Title", "Review Text"], "trials": 1, "seed": 0}
+    weak = train(reviews.head(150), families=["logreg"], settings=settings, **options)
+    weak.register(registry, "race")
+    meanwhile: list[int] = []
+
+    def another_job_promotes(progress: object) -> None:
+        if not meanwhile:  # once, while the challenger trains
+            other = train(reviews.head(160), families=["logreg"], settings=settings, **options)
+            meanwhile.append(other.register(registry, "race", promote=True).version)
+
+    entry = retrain(
+        registry,
+        db,
+        "race",
+        reviews.iloc[300:2300],
+        settings=settings,
+        on_progress=another_job_promotes,
+    )
+    assert meanwhile == [2] and entry["challenger_version"] == 3
+    ev = entry["evaluation"]
+    assert ev["p_value"] < 0.05 and ev["difference"]["mean"] > 0  # it beat version 1 ...
+    assert entry["status"] == "kept" and "became champion meanwhile" in entry["decision"]
+    assert int(registry.resolve("race").version) == 2  # ... but version 2 is champion now
+
+
+def test_registering_waits_for_the_champion_lock(toy: pd.DataFrame, tmp_path: Path) -> None:
+    import threading
+
+    settings = Settings(home=tmp_path / "home")
+    registry = Registry(settings)
+    result = train(toy, target="label", trials=1, families=["logreg"], settings=settings)
+    done = threading.Event()
+    with registry.champion_lock("locked"):
+        worker = threading.Thread(target=lambda: (result.register(registry, "locked"), done.set()))
+        worker.start()
+        assert not done.wait(3)  # blocked while another holds the name's lock
+    worker.join(60)
+    assert done.is_set() and int(registry.resolve("locked").version) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taxonomist.errors import NotFoundError
+from taxonomist.errors import ConflictError, NotFoundError
 from taxonomist.retrieval import (
     EdgeStore,
     RetrievalModel,
@@ -111,12 +111,59 @@ def test_a_model_survives_a_restart_and_a_failed_build_leaves_nothing(opener, sm
         RetrievalModel.open(store, "other")
 
 
-def test_the_service_sweeps_what_a_killed_build_left(tmp_path, small) -> None:
+def test_a_build_checks_the_name_again_just_before_it_writes(opener, small) -> None:
+    """A model written under the name while a build runs (another process, the CLI) is not
+    overwritten unless the build replaces and its guard agrees; what is replaced is what is
+    there at the end, not what was there at the start."""
+    store = opener()
+    params = RetrievalParams(method="bm25", sentences=False)
+
+    def intruding(owner: str) -> Callable[[str, int, int], None]:
+        def progress(phase: str, done: int, total: int) -> None:
+            if store.read_meta("x") is None:
+                build_model("x", small, store, params, info={"owner": owner})
+
+        return progress
+
+    def only_mine(current: dict | None) -> None:
+        if current is not None and current.get("owner") != "me":
+            raise ConflictError("taken")
+
+    with pytest.raises(ConflictError, match="'x' exists"):
+        build_model("x", small, store, params, on_progress=intruding("them"))
+    theirs = store.read_meta("x")
+    assert theirs["owner"] == "them" and store.collections() == [theirs["collections"]["passages"]]
+    store.delete_meta("x")
+    for name in store.collections():
+        store.drop(name)
+    with pytest.raises(ConflictError, match="taken"):
+        build_model(
+            "x", small, store, params, replace=True, guard=only_mine, on_progress=intruding("them")
+        )
+    theirs = store.read_meta("x")
+    assert theirs["owner"] == "them" and store.collections() == [theirs["collections"]["passages"]]
+    seen: list[dict | None] = []
+    mine = build_model(
+        "x", small, store, params, replace=True, guard=seen.append, info={"owner": "me"}
+    )
+    assert seen == [theirs] and store.read_meta("x")["owner"] == "me"
+    assert store.collections() == [mine.meta["collections"]["passages"]]  # theirs dropped
+
+
+@pytest.mark.parametrize("building_elsewhere", [False, True])
+def test_the_service_sweeps_what_a_killed_build_left(
+    tmp_path, small, building_elsewhere: bool
+) -> None:
+    """At its first use the service drops the collections no model refers to: all of them
+    (a killed build's, however young) unless a build job that another process runs may be
+    filling one; then only those over an hour old."""
     import os
     import time
 
     from taxonomist.config import Settings
     from taxonomist.retrieval.service import RetrievalService
+    from taxonomist.store import Database, Job, JobState
+    from taxonomist.store.accounts import ensure_admin
 
     store = EdgeStore(tmp_path / "retrieval")
     build_model("kept", small, store, RetrievalParams(method="bm25", sentences=False))
@@ -126,11 +173,19 @@ def test_the_service_sweeps_what_a_killed_build_left(tmp_path, small) -> None:
         then = time.time() - age
         os.utime(tmp_path / "retrieval" / "collections" / name, (then, then))
     store.shutdown()
-    service = RetrievalService(Settings(home=tmp_path), db=None)  # type: ignore[arg-type]
+    db = Database(f"sqlite:///{tmp_path / 'meta.db'}")
+    db.migrate()
+    with db.session() as s:
+        ensure_admin(s, "admin-password-1")
+        if building_elsewhere:
+            s.add(Job(owner_id=1, kind="retrieval_build", state=JobState.RUNNING, config={}))
+    service = RetrievalService(Settings(home=tmp_path), db)
     left = service.store.collections()
-    assert "dead-passages-1" not in left and "young-passages-2" in left and len(left) == 2
+    young = ["young-passages-2"] if building_elsewhere else []
+    assert left == sorted([service.meta("kept")["collections"]["passages"], *young])
     assert service.search("kept", small.questions["question"].iloc[0], 1)
     service.close()
+    db.dispose()
 
 
 def test_hybrid_gives_the_same_answers_on_both_backends(tmp_path, small) -> None:

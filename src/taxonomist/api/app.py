@@ -3,6 +3,7 @@ and shutdown; and the factory each ``taxonomist serve --workers N`` process star
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,7 +29,9 @@ from taxonomist.api.routers import (
 )
 from taxonomist.api.services import RESOLVE_TTL, ModelAccess, Services
 from taxonomist.api.services.monitor import PolicyLoop
+from taxonomist.api.services.orphans import sweep_uploads
 from taxonomist.config import Settings, get_settings
+from taxonomist.data.parse_pool import ParsePool
 from taxonomist.engine import JobEngine
 from taxonomist.errors import TaxonomistError
 from taxonomist.logs import configure_logging
@@ -43,7 +46,8 @@ API_PREFIX = "/api/v1"
 
 
 def build_services(settings: Settings, metrics: Metrics) -> Services:
-    """Open and migrate the database, create the first admin, start the job engine."""
+    """Open and migrate the database, create the first admin, remove the upload files a
+    killed service left without a row, start the job engine."""
     db = Database(settings.database)
     db.migrate()
     try:
@@ -59,9 +63,12 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
             "before the first start.",
             flush=True,
         )
+    sweep_uploads(settings.datasets_dir, db)  # the files of uploads a killed service cut off
     engine = JobEngine(settings, db)
     engine.start()
     registry = Registry(settings, resolve_ttl=RESOLVE_TTL)
+    parser = ParsePool.from_settings(settings)
+    parser.start()
     return Services(
         settings=settings,
         db=db,
@@ -70,6 +77,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         models=ModelAccess(registry, db),
         metrics=metrics,
         retrieval=RetrievalService(settings, db),
+        parser=parser,
         prediction_log=PredictionLog(db, retention_days=settings.prediction_log_days)
         if settings.prediction_log
         else None,
@@ -86,6 +94,8 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = build_services(settings, metrics)
         app.state.services = svc
+        app.state.heavy_slots = asyncio.Semaphore(settings.heavy_requests)
+        app.state.heavy_limit = settings.heavy_requests
         metrics.watch(svc.db)
         policies = PolicyLoop(svc)
         policies.start()
@@ -102,6 +112,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
             if svc.prediction_log is not None:
                 svc.prediction_log.close()
             svc.retrieval.close()
+            svc.parser.close()
             svc.db.dispose()
 
     app = FastAPI(

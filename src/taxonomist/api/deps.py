@@ -4,6 +4,8 @@ or model looks like a missing one)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -13,8 +15,7 @@ from taxonomist.api.guard import NO_TOKEN
 from taxonomist.api.request_ids import request_id_from
 from taxonomist.api.services import Principal, Services, datasets, models, retrieval
 from taxonomist.api.services.predictions import RequestContext
-from taxonomist.api.services.uploads import refuse_declared_oversize, upload_limit
-from taxonomist.errors import AuthenticationError, PermissionDeniedError
+from taxonomist.errors import AuthenticationError, PermissionDeniedError, ServiceBusyError
 from taxonomist.logs import request_id_var
 from taxonomist.models.config import MODEL_NAME_PATTERN
 from taxonomist.store import Dataset
@@ -72,10 +73,32 @@ UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(admin_user)]
 
 
-async def refuse_oversize_upload(request: Request, svc: ServicesDep, user: UserDep) -> None:
-    """A 413 for an upload whose declared length is over ``TAXONOMIST_MAX_UPLOAD_MB`` (after
-    the token check: an anonymous caller learns nothing but 401)."""
-    refuse_declared_oversize(request.headers.get("content-length"), upload_limit(svc.settings))
+HEAVY_WAIT = 10  # seconds a heavy request waits for a slot before it is told to come back
+
+
+async def heavy_slot(request: Request) -> AsyncIterator[None]:
+    """One of ``TAXONOMIST_HEAVY_REQUESTS`` slots for the duration of a heavy request (a file
+    to predict, an upload to parse, a drift report, a map, a benchmark). Those run on the
+    request thread pool; unbounded, a burst of them would take every thread, and light
+    requests (predictions, listings) would queue behind them. Waiting for a slot holds no
+    thread; after ``HEAVY_WAIT`` seconds the answer is a 503 with ``Retry-After``."""
+    slots: asyncio.Semaphore = request.app.state.heavy_slots
+    try:
+        await asyncio.wait_for(slots.acquire(), HEAVY_WAIT)
+    except TimeoutError:
+        raise ServiceBusyError(
+            f"The service is busy with {request.app.state.heavy_limit} heavy requests "
+            f"(files, drift reports, maps) and this one waited {HEAVY_WAIT} s for its turn. "
+            "Retry in a few seconds; for big files use `taxonomist predict` or a job.",
+            retry_after=HEAVY_WAIT,
+        ) from None
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+HeavySlot = Depends(heavy_slot)
 
 
 # The resolvers below read the database: plain functions, so they run on a worker thread.

@@ -11,15 +11,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError as SQLAlchemyDataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taxonomist.api.request_ids import REQUEST_ID_HEADER
-from taxonomist.errors import ModelNotFoundError, TaxonomistError, TooManyRequestsError
+from taxonomist.errors import (
+    ModelNotFoundError,
+    ServiceBusyError,
+    TaxonomistError,
+    TooManyRequestsError,
+)
 from taxonomist.logs import request_id_var
 from taxonomist.registry import model_not_found
 
 logger = logging.getLogger(__name__)
+MAX_ID = 2**63 - 1  # the largest id a database row can have
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "model": None}
@@ -32,6 +39,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (413, "Too large"),
         (422, "Invalid parameters or data"),
         (429, "Too many attempts: wait Retry-After seconds"),
+        (503, "Busy or not ready yet: retry after Retry-After seconds"),
     ]
 }
 
@@ -83,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaxonomistError)
     async def _ours(request: Request, exc: TaxonomistError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, TooManyRequestsError):
+        if isinstance(exc, TooManyRequestsError | ServiceBusyError):
             headers = {"Retry-After": str(exc.retry_after)}
         exc = await run_in_threadpool(_for_caller, request, exc)
         body = scrub_paths(exc.to_dict(), _server_roots(request))
@@ -99,6 +107,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(
                 "invalid_request", f"The request is invalid: {summary}.", {"errors": problems}
+            ),
+            status_code=422,
+        )
+
+    # An id past the database's 64 bits (SQLite raises OverflowError binding it; PostgreSQL
+    # a DataError), or a text past a column's size: the request's fault, whichever field.
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(SQLAlchemyDataError)
+    async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body(
+                "invalid_request",
+                "A value in the request does not fit the database: ids are whole numbers from 1 "
+                f"to {MAX_ID}, and texts must fit their fields. Check the ids you sent.",
             ),
             status_code=422,
         )

@@ -32,6 +32,7 @@ from taxonomist.store.accounts import as_utc, token_hash, user_for_token
 API_PREFIX = "/api/v1"
 PUBLIC = frozenset({f"{API_PREFIX}/auth/login"})  # under /api: everything else needs a token
 METRICS_PATH = "/metrics"
+UPLOAD_SETTING = "TAXONOMIST_MAX_UPLOAD_MB"
 NO_TOKEN = (
     "This endpoint needs a token: log in with POST /api/v1/auth/login and send "
     "'Authorization: Bearer <token>'."
@@ -114,7 +115,7 @@ class RequestGuard:
         if self._uploads is None:
             self._uploads = _upload_routes(scope["app"])
         if any(p.match(scope["path"]) for p in self._uploads):
-            return self.upload_limit, "TAXONOMIST_MAX_UPLOAD_MB"
+            return self.upload_limit, UPLOAD_SETTING
         return self.body_limit, "TAXONOMIST_MAX_REQUEST_MB"
 
     async def _counted(
@@ -199,10 +200,10 @@ def _refuse_declared(scope: dict[str, Any], limit: int, setting: str) -> None:
 
 def _too_large(limit: int, setting: str, declared: int | None = None) -> TaxonomistError:
     size = f" ({declared / 1e6:.1f} MB)" if declared is not None else ""
+    what = "the upload limit" if setting == UPLOAD_SETTING else "this endpoint's limit"
     return PayloadTooLargeError(
-        f"The request's body{size} is larger than this endpoint's limit of "
-        f"{limit / 1e6:g} MB. Send less (a sample, or several smaller requests), or raise "
-        f"{setting}.",
+        f"The request's body{size} is larger than {what} of {limit / 1e6:g} MB. Send "
+        f"less (a sample, or several smaller requests), or raise {setting}.",
         details={"limit_bytes": limit},
     )
 

@@ -1,7 +1,9 @@
 """Read a user's table from CSV/TSV, Parquet or JSON Lines into a DataFrame.
 
 The loader is where most bad input first shows up, so every failure becomes a
-:class:`~taxonomist.errors.DataError` subclass that says what to do.
+:class:`~taxonomist.errors.DataError` subclass that says what to do. A file over one of the
+:class:`~taxonomist.data.limits.TableLimits` (rows, columns, bytes once decompressed) is
+refused with a 413 as soon as the excess shows, not after it has been read whole.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from typing import TypeAlias
 
 import pandas as pd
 
+from taxonomist.data.limits import (
+    COMPRESSIONS,
+    TableLimits,
+    check_parquet,
+    default_limits,
+    open_decompressed,
+)
 from taxonomist.errors import (
     DuplicateColumnsError,
     EmptyDataError,
     EncodingError,
     FileFormatError,
+    TaxonomistError,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,11 +50,15 @@ _MAGIC = {
 }
 
 
-def load_table(source: TableSource, *, fmt: str | None = None) -> pd.DataFrame:
+def load_table(
+    source: TableSource, *, fmt: str | None = None, limits: TableLimits | None = None
+) -> pd.DataFrame:
     """Load ``source`` (a path or a DataFrame) into a DataFrame with unique string column names.
 
     ``fmt`` forces a format (``csv``, ``tsv``, ``parquet``, ``jsonl``, ``json``); by default it
-    follows the file extension. Raises a ``DataError`` subclass for anything unreadable.
+    follows the file extension. Raises a ``DataError`` subclass for anything unreadable, and a
+    ``PayloadTooLargeError`` (413) for a file over ``limits`` (default: the settings'; a
+    DataFrame, already in memory, is not checked).
     """
     if isinstance(source, pd.DataFrame):
         _check_columns([str(c) for c in source.columns], where="the DataFrame")
@@ -66,18 +80,21 @@ def load_table(source: TableSource, *, fmt: str | None = None) -> pd.DataFrame:
             details={"path": str(path)},
         )
     kind = fmt or _kind_from_suffix(path)
+    limits = limits or default_limits()
     if kind == "parquet":
-        df = _read_parquet(path)
+        df = _read_parquet(path, limits)
     elif kind in ("jsonl", "json"):
-        df = _read_json(path, lines=kind == "jsonl")
+        df = _read_json(path, limits, lines=kind == "jsonl")
     else:
-        df = _read_delimited(path, sep="\t" if kind == "tsv" else None)
+        df = _read_delimited(path, limits, sep="\t" if kind == "tsv" else None)
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise EmptyDataError(
             f"'{path.name}' has no data rows (columns found: {list(df.columns)[:20]}). "
             "Give a file with a header row and at least one data row.",
             details={"path": str(path), "columns": [str(c) for c in df.columns]},
         )
+    limits.check_columns(df.shape[1], path.name)
+    limits.check_rows(df.shape[0], path.name)
     df.columns = [str(c) for c in df.columns]
     logger.info("loaded %s: %d rows x %d columns", path.name, df.shape[0], df.shape[1])
     return df
@@ -85,7 +102,7 @@ def load_table(source: TableSource, *, fmt: str | None = None) -> pd.DataFrame:
 
 def _kind_from_suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz", ".zst"):
+    if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
     if ext in (".parquet", ".pq"):
@@ -121,38 +138,43 @@ def _check_columns(columns: list[str], *, where: str) -> None:
         raise FileFormatError(f"{where} has no header row (all column names are empty).")
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, limits: TableLimits) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        schema_names = pq.read_schema(path).names
+        with pq.ParquetFile(path) as pf:
+            _check_columns(pf.schema_arrow.names, where=f"'{path.name}'")
+            check_parquet(path, pf, limits)
+    except (TaxonomistError, MemoryError):
+        raise
     except Exception as exc:
         raise FileFormatError(
             f"'{path.name}' is not a readable Parquet file ({exc}). "
             "Check that the file is complete, or export it again.",
             details={"path": str(path)},
         ) from exc
-    _check_columns(schema_names, where=f"'{path.name}'")
     return pd.read_parquet(path)
 
 
-def _read_json(path: Path, *, lines: bool) -> pd.DataFrame:
-    head = _head_bytes(path)
+def _read_json(path: Path, limits: TableLimits, *, lines: bool) -> pd.DataFrame:
+    head = _head_bytes(path, limits)
     encoding = _detect_encoding(head, path)
     if not lines and head.lstrip()[:1] != b"[":
         lines = True  # a .json file holding one object per line
     try:
-        if lines:
-            df = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
-        else:
-            with open(path, encoding=encoding) as fh:
-                records = json.load(fh)
+        with open_decompressed(path, limits) as raw:
+            if lines:
+                df = pd.read_json(raw, lines=True, encoding=encoding, dtype=False)
+            else:
+                records = json.load(io.TextIOWrapper(raw, encoding=encoding))
+        if not lines:
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                 raise FileFormatError(
                     f"'{path.name}' must hold a JSON array of objects (one per row), "
                     "or one JSON object per line (.jsonl).",
                     details={"path": str(path)},
                 )
+            limits.check_rows(len(records), path.name)
             df = pd.DataFrame.from_records(records)
     except FileFormatError:
         raise
@@ -165,11 +187,8 @@ def _read_json(path: Path, *, lines: bool) -> pd.DataFrame:
     return df
 
 
-def _head_bytes(path: Path, n: int = _SAMPLE_BYTES) -> bytes:
-    import gzip
-
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as fh:
+def _head_bytes(path: Path, limits: TableLimits, n: int = _SAMPLE_BYTES) -> bytes:
+    with open_decompressed(path, limits) as fh:
         return fh.read(n)
 
 
@@ -222,25 +241,27 @@ def _sniff_delimiter(text: str) -> str:
     return best
 
 
-def _read_delimited(path: Path, *, sep: str | None) -> pd.DataFrame:
-    head = _head_bytes(path)
+def _read_delimited(path: Path, limits: TableLimits, *, sep: str | None) -> pd.DataFrame:
+    head = _head_bytes(path, limits)
     encoding = _detect_encoding(head, path)
     text = head.decode(encoding, errors="replace")
     if not text.strip():
         raise EmptyDataError(f"'{path.name}' holds only whitespace. Give a header row and data.")
     sep = sep or _sniff_delimiter(text)
     header = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    # A header longer than the sample is cut: it has at least the fields seen.
+    limits.check_columns(len(header), path.name, exact="\n" in text or len(head) < _SAMPLE_BYTES)
     _check_columns([h.strip() for h in header], where=f"'{path.name}'")
     try:
-        df = _parse_csv(path, sep, encoding)
+        df = _parse_csv(path, sep, encoding, limits)
     except UnicodeDecodeError:
         # The sample was clean UTF-8 but a later byte is not: fall back to a single-byte codec.
-        fallback = "cp1251" if encoding == "utf-8" and _looks_cyrillic(path) else "latin-1"
+        fallback = "cp1251" if encoding == "utf-8" and _looks_cyrillic(path, limits) else "latin-1"
         logger.warning(
             "%s is not valid %s throughout; reading it as %s", path.name, encoding, fallback
         )
         try:
-            df = _parse_csv(path, sep, fallback)
+            df = _parse_csv(path, sep, fallback, limits)
         except UnicodeDecodeError as exc:
             raise EncodingError(
                 f"'{path.name}' is neither valid {encoding} nor {fallback} (byte "
@@ -266,30 +287,42 @@ CHUNK_ROWS = 50_000  # rows per parser chunk
 
 
 def _parse_csv(
-    path: Path, sep: str, encoding: str, text_columns: tuple[str, ...] = ()
+    path: Path,
+    sep: str,
+    encoding: str,
+    limits: TableLimits,
+    text_columns: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Parse in chunks of rows: pandas' parser holds twice a whole file's strings at its peak,
-    a chunk's strings only once they are joined (text columns join without a copy). A column
-    that is numeric in one chunk and text in another is read again as text throughout, as a
-    one-piece parse would have it."""
+    a chunk's strings only once they are joined (text columns join without a copy), and a
+    file over the row cap is refused at the first chunk past it. A column that is numeric in
+    one chunk and text in another is read again as text throughout, as a one-piece parse
+    would have it."""
     kind = "TSV" if sep == "\t" else "CSV"
     try:
-        reader = pd.read_csv(
-            path,
-            sep=sep,
-            encoding=encoding,
-            low_memory=False,
-            chunksize=CHUNK_ROWS,
-            dtype=dict.fromkeys(text_columns, "str") or None,
-        )
-        with reader:
-            chunks = list(reader)
+        with open_decompressed(path, limits) as raw:
+            reader = pd.read_csv(
+                raw,
+                sep=sep,
+                encoding=encoding,
+                low_memory=False,
+                chunksize=CHUNK_ROWS,
+                dtype=dict.fromkeys(text_columns, "str") or None,
+            )
+            chunks, rows = [], 0
+            with reader:
+                for chunk in reader:
+                    rows += len(chunk)
+                    limits.check_rows(rows, path.name, exact=False)
+                    chunks.append(chunk)
     except pd.errors.EmptyDataError as exc:
         raise EmptyDataError(
             f"'{path.name}' has no columns to parse. Give a header row and at least one data row.",
             details={"path": str(path)},
         ) from exc
     except pd.errors.ParserError as exc:
+        if "out of memory" in str(exc):  # the C tokenizer's failed allocation, not bad input
+            raise MemoryError(str(exc)) from None
         raise FileFormatError(
             f"'{path.name}' is not a well-formed {kind} file: {exc}. "
             "Check that every row has as many fields as the header and that quotes are closed.",
@@ -303,7 +336,8 @@ def _parse_csv(
         if len({pd.api.types.is_numeric_dtype(ch[c].dtype) for ch in chunks}) > 1
     )
     if mixed and not text_columns:
-        return _parse_csv(path, sep, encoding, mixed)
+        del chunks  # the second parse does not need the first one's memory
+        return _parse_csv(path, sep, encoding, limits, mixed)
     return pd.concat(chunks)  # consecutive RangeIndexes stay one RangeIndex
 
 
@@ -336,9 +370,8 @@ def _check_swallowed_rows(df: pd.DataFrame, sep: str, path: Path, width: int | N
                 )
 
 
-def _looks_cyrillic(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return _mostly_cyrillic(fh.read(8 * _SAMPLE_BYTES))
+def _looks_cyrillic(path: Path, limits: TableLimits) -> bool:
+    return _mostly_cyrillic(_head_bytes(path, limits, 8 * _SAMPLE_BYTES))
 
 
 def _mostly_cyrillic(data: bytes) -> bool:

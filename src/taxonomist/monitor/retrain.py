@@ -235,9 +235,18 @@ def retrain(
             keep_champion=True,
             tags={"challenger_of": str(champion.version), "retrain": str(entry_id)},
         )
-        decision = _decision(evaluation, better, reg.version, int(champion.version))
-        if better:
-            registry.set_alias(f"{champion.name}/{reg.version}")
+        with registry.champion_lock(champion.name):  # the champion we beat is still it?
+            now = int(registry.resolve(champion.name).version)
+            decision = _decision(evaluation, better, reg.version, int(champion.version))
+            if better and now != int(champion.version):
+                better = False
+                decision = (
+                    f"challenger version {reg.version} beat version {champion.version}, but "
+                    f"version {now} became champion meanwhile; champion version {now} kept "
+                    "(retrain again to compare with it)"
+                )
+            if better:
+                registry.set_alias(f"{champion.name}/{reg.version}")
         finished = {
             "data": data,
             "evaluation": evaluation,

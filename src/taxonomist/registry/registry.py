@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from taxonomist.config import Settings, get_settings
 from taxonomist.errors import ModelNotFoundError
 from taxonomist.registry.cache import LoadedModels
@@ -123,24 +125,27 @@ class Registry:
                     artifacts={"model": str(path)},
                     pip_requirements=_pip_requirements(),
                     signature=signature,
-                    registered_model_name=name,
                 )
-            version = str(info.registered_model_version)
-            tags = {
-                **candidate.tags,
-                "primary": f"{candidate.primary:.6f}",
-                "metric": candidate.metric,
-                "protocol": protocol,
-            }
-            for key, value in tags.items():
-                c.set_model_version_tag(name, version, key, value)
-            if keep_champion and self._champion(name) is not None:
-                promoted, reason = False, "registered as a challenger; the champion stays"
-            else:
-                promoted, reason = self._decide_promotion(name, candidate, protocol, promote)
-            if promoted:
-                c.set_registered_model_alias(name, CHAMPION, version)
-            c.set_model_version_tag(name, version, "promotion", reason)
+            # Read the champion, compare, register, move the alias: one step per name, or
+            # two jobs finishing together could both beat the old champion and the later
+            # alias (perhaps the worse model's) would win.
+            with self.champion_lock(name):
+                if keep_champion and self._champion(name) is not None:
+                    promoted, reason = False, "registered as a challenger; the champion stays"
+                else:
+                    promoted, reason = self._decide_promotion(name, candidate, protocol, promote)
+                tags = {
+                    **candidate.tags,
+                    "primary": f"{candidate.primary:.6f}",
+                    "metric": candidate.metric,
+                    "protocol": protocol,
+                    "promotion": reason,
+                }
+                # The version and its tags in one write: a process killed while it registers
+                # leaves a whole version or none (a run whose model no version points to).
+                version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+                if promoted:
+                    c.set_registered_model_alias(name, CHAMPION, version)
             mlflow.set_tags(
                 {
                     "promoted": str(promoted),
@@ -151,6 +156,14 @@ class Registry:
         self._forget_refs(name)
         logger.info("registered %s/%s (%s)", name, version, reason)
         return Registration(name, int(version), run_id, promoted, reason)
+
+    def champion_lock(self, name: str, timeout: float = 600) -> FileLock:
+        """The lock that makes "read the champion, compare, move the alias" of ``name`` one
+        step, across the threads and processes of this home (the service's workers, the
+        Dask workers, the CLI). A file lock: the kernel releases a killed holder's."""
+        folder = self.settings.home / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(folder / f"champion-{name}.lock", timeout=timeout)
 
     def _decide_promotion(
         self, name: str, candidate: Candidate, protocol: str, promote: bool

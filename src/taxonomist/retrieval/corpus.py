@@ -18,6 +18,7 @@ import pandas as pd
 
 from taxonomist.data import load_table
 from taxonomist.data.language import language_distribution, main_language
+from taxonomist.data.limits import default_limits
 from taxonomist.data.schema import require_column
 from taxonomist.errors import DataError, EmptyDataError, FileFormatError
 from taxonomist.retrieval.text import Tokenizer, stop_words
@@ -91,6 +92,7 @@ def load_qa(
     else:
         path = Path(source)
         if path.suffix.lower() == ".json" and path.exists():
+            default_limits().check_bytes(path.stat().st_size, path.name, what="")
             try:
                 data = json.loads(path.read_text(encoding="utf-8-sig"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -55,6 +55,7 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BATCH = 256
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+Guard = Callable[[dict[str, Any] | None], None]  # raises to refuse replacing this record
 
 
 class RetrievalParams(BaseModel):
@@ -339,6 +340,13 @@ def _encoder_name(params: RetrievalParams, language: str) -> str | None:
     return encoder_for_language(language).name
 
 
+def _exists(model_id: str) -> ConflictError:
+    return ConflictError(
+        f"A retrieval model named '{model_id}' exists: choose another name, or replace it "
+        "(--replace, or replace=true in the API)."
+    )
+
+
 def build_model(
     model_id: str,
     dataset: QADataset,
@@ -348,19 +356,19 @@ def build_model(
     replace: bool = False,
     info: dict[str, Any] | None = None,
     on_progress: Progress | None = None,
+    guard: Guard | None = None,
 ) -> RetrievalModel:
     """Index ``dataset``'s passages under ``model_id``; the model is written only when whole.
 
-    ``info`` (owner, dataset name...) is stored in the metadata as given.
+    ``info`` (owner, dataset name...) is stored in the metadata as given. Just before the
+    record is written, the name is checked again (a build takes minutes: the model it replaces
+    may have changed meanwhile) and ``guard`` is called with the record there now (None if
+    none); it raises to refuse the write, e.g. when the model there is not the caller's.
     """
     check_model_id(model_id)
     params = params or RetrievalParams()
-    old = store.read_meta(model_id)
-    if old is not None and not replace:
-        raise ConflictError(
-            f"A retrieval model named '{model_id}' exists: choose another name, or replace it "
-            "(--replace, or replace=true in the API)."
-        )
+    if store.read_meta(model_id) is not None and not replace:
+        raise _exists(model_id)
     progress = on_progress or (lambda phase, done, total: None)
     started = time.perf_counter()
     language = _language(params, dataset.passages["context"].head(50).tolist())
@@ -449,6 +457,11 @@ def build_model(
             )
             model.weights = meta["weights"]
         meta["build_seconds"] = round(time.perf_counter() - started, 2)
+        old = store.read_meta(model_id)  # what the write replaces: read now, not at the start
+        if old is not None and not replace:
+            raise _exists(model_id)
+        if guard is not None:
+            guard(old)
         store.write_meta(model_id, meta)  # the model exists from here on
     except BaseException:
         for name in created:

@@ -4,32 +4,42 @@ The service process owns the store (a Qdrant Edge shard is opened by one process
 so retrieval jobs (build, quality test, map) run here, one at a time on a worker thread, with
 the same job rows, progress and cancel flag as training jobs. Who may see or change which model
 is the caller's business (the API's service layer): this class knows nothing of users.
+
+A build's job row is its model name's reservation (:meth:`RetrievalService.building`): while
+the job is queued or running no other build of that name may start, and the name is free
+again as soon as the row ends, however it ends (succeeded, failed, cancelled, or failed by
+the next start of a service that died under it). No separate record can be left behind.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from taxonomist.config import Settings
 from taxonomist.engine import run_here
 from taxonomist.retrieval.corpus import QADataset, load_qa
 from taxonomist.retrieval.evaluate import evaluate, latency
 from taxonomist.retrieval.model import (
+    Guard,
     RetrievalModel,
     RetrievalParams,
     build_model,
     remove_model,
 )
 from taxonomist.retrieval.store import Store, open_store
-from taxonomist.store import Database
+from taxonomist.store import Database, Job, JobState
 
 logger = logging.getLogger(__name__)
+BUILD_KIND = "retrieval_build"
 
 
 def load_dataset(path: str | Path, roles: dict[str, str]) -> QADataset:
@@ -49,6 +59,8 @@ class RetrievalService:
         self._store = store
         self.loaded: dict[str, RetrievalModel] = {}
         self._lock = threading.RLock()
+        self._naming = threading.Lock()
+        self._submitted: set[int] = set()  # the jobs this process runs
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taxonomist-retrieval")
 
     @property
@@ -56,10 +68,21 @@ class RetrievalService:
         with self._lock:  # one store per process: two would both try to open the shards
             if self._store is None:  # opened on first use: a Qdrant server may be down at start
                 self._store = open_store(self.settings)
-                swept = self._store.sweep()
+                # A build claims its job row before it creates a collection, and the builds
+                # of this process create theirs after this (under the lock): unless another
+                # process is building, a collection no model refers to is a killed build's.
+                swept = self._store.sweep(older_than=3600.0 if self._building_elsewhere() else 0)
                 if swept:
                     logger.warning("dropped %d collections of unfinished builds", len(swept))
             return self._store
+
+    def _building_elsewhere(self) -> bool:
+        """Whether a build job is running that this process did not start."""
+        with self.db.session() as s:
+            running = s.scalars(
+                select(Job.id).where(Job.kind == BUILD_KIND, Job.state == JobState.RUNNING.value)
+            )
+            return bool(set(running) - self._submitted)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -122,7 +145,41 @@ class RetrievalService:
 
     # -- jobs --------------------------------------------------------------------------------
     def submit(self, job_id: int, work: Any) -> None:
+        self._submitted.add(job_id)
         self._pool.submit(run_here, self.db, job_id, work)
+
+    def building(self, model_id: str) -> Job | None:
+        """The build job that holds the name ``model_id``: one queued or running whose config
+        names it (None if none). A queued job whose cancel flag is set holds nothing: it will
+        never run (the worker does not claim it)."""
+        with self.db.session() as s:
+            jobs = s.scalars(
+                select(Job)
+                .where(
+                    Job.kind == BUILD_KIND,
+                    Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                )
+                .order_by(Job.id)
+            ).all()
+        return next(
+            (
+                job
+                for job in jobs
+                if job.config.get("name") == model_id
+                and not (job.state == JobState.QUEUED.value and job.cancel_requested)
+            ),
+            None,
+        )
+
+    @contextmanager
+    def reserving(self, model_id: str) -> Iterator[Job | None]:
+        """Hold the build names while the caller decides on a build of ``model_id`` and writes
+        its job row (kind ``retrieval_build``, ``config["name"]`` the name): yields the job
+        building that name now (:meth:`building`). Two submissions of one name cannot both see
+        it free. The lock is this process's: one service process owns the store (and the next
+        one to start fails the build jobs left unfinished)."""
+        with self._naming:
+            yield self.building(model_id)
 
     def build_work(
         self,
@@ -132,7 +189,11 @@ class RetrievalService:
         params: RetrievalParams,
         info: dict[str, Any],
         replace: bool,
+        guard: Guard | None = None,
     ) -> Any:
+        """A build job's work; ``guard`` is :func:`build_model`'s (the caller's last word on
+        the record the new model replaces)."""
+
         def work(progress: Any) -> dict[str, Any]:
             dataset = load_dataset(path, roles)
             with self._lock:
@@ -145,6 +206,7 @@ class RetrievalService:
                 replace=replace,
                 info=info,
                 on_progress=progress,
+                guard=guard,
             )
             if was_loaded:
                 self.load(model_id)

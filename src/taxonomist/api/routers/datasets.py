@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
-from taxonomist.api.deps import ServicesDep, UserDep, VisibleDataset, refuse_oversize_upload
+from taxonomist.api.deps import HeavySlot, ServicesDep, UserDep, VisibleDataset
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import DatasetDetail, DatasetOut, DatasetUpdate, DatasetUploaded
 from taxonomist.api.services import datasets as service
@@ -38,7 +38,7 @@ def _parse_roles(roles: str | None) -> dict[str, str] | None:
     summary="Upload a CSV, TSV, Parquet or JSON Lines file",
     description="Multipart upload, streamed to disk. The table is validated (for training when "
     "a target is given) and profiled; a file that cannot be used is not stored.",
-    dependencies=[Depends(refuse_oversize_upload)],
+    dependencies=[HeavySlot],
 )
 def upload(
     user: UserDep,
@@ -85,6 +85,7 @@ def update_dataset(
 @router.get(
     "/{dataset_id}/map",
     summary="A 2-D map (t-SNE of TF-IDF) of a sample of a text column, coloured by the target",
+    dependencies=[HeavySlot],
 )
 def text_map(
     ds: VisibleDataset,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import HTMLResponse
 
-from taxonomist.api.deps import ServicesDep, UserDep, VisibleModel
+from taxonomist.api.deps import HeavySlot, ServicesDep, UserDep, VisibleModel
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import (
     DriftReportOut,
@@ -98,6 +98,7 @@ def quality(
 @router.post(
     "/{name}/drift",
     response_model=DriftReportOut,
+    dependencies=[HeavySlot],
     summary="A drift report of the logged predictions",
     description="The version's logged predictions (the newest `limit`, of the last `days` days "
     "when given) against the data it was trained on: per column PSI, Jensen-Shannon and a KS "
@@ -120,6 +121,7 @@ def drift(
 @router.post(
     "/{name}/drift/file",
     response_model=DriftReportOut,
+    dependencies=[HeavySlot],
     summary="A drift report of a working file",
     description="As POST /drift, for the rows of an uploaded table (CSV/TSV/Parquet/JSON "
     "Lines) with the model's feature columns; columns it lacks are reported absent.",

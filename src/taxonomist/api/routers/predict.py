@@ -12,7 +12,7 @@ import pandas as pd
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
-from taxonomist.api.deps import RequestDep, ServicesDep, UserDep
+from taxonomist.api.deps import HeavySlot, RequestDep, ServicesDep, UserDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import PredictRequest, PredictResponse
 from taxonomist.api.services import predictions as service
@@ -46,6 +46,7 @@ def predict(body: PredictRequest, user: UserDep, svc: ServicesDep, request: Requ
     "/file",
     summary="Predict every row of an uploaded file; the rows come back with predictions",
     response_class=Response,
+    dependencies=[HeavySlot],
     responses={
         200: {
             "content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
@@ -110,6 +111,7 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 @router.post(
     "/compare",
     summary="Working data against the model's training data (the Analysis page)",
+    dependencies=[HeavySlot],
     description="Words per text and class counts side by side (training vs this file, whose "
     "classes are predicted), words the model has never seen, and frequent training words "
     "absent from the file.",

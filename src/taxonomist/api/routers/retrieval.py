@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from taxonomist.api.deps import (
     AdminDep,
+    HeavySlot,
     OwnedRetrievalModel,
     ServicesDep,
     UserDep,
     VisibleQADataset,
-    refuse_oversize_upload,
 )
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import (
@@ -43,7 +43,7 @@ router = APIRouter(prefix="/retrieval", tags=["retrieval"], responses=ERROR_RESP
     summary="Upload a QA dataset: SQuAD-style JSON, or a table with context/question columns",
     description="The file is validated (required columns, empty contexts, questions without a "
     "passage) and explored; a file that cannot be used is not stored.",
-    dependencies=[Depends(refuse_oversize_upload)],
+    dependencies=[HeavySlot],
 )
 def upload_qa(
     user: UserDep,
@@ -88,7 +88,10 @@ def map_job(ds: VisibleQADataset, body: RetrievalMap, user: UserDep, svc: Servic
     status_code=202,
     summary="Build and save a retrieval model from a QA dataset (a job)",
     description="Follow it with GET /api/v1/jobs/{id}: progress counts the passages and "
-    "sentences indexed. The model is saved under `name` only when whole.",
+    "sentences indexed. The model is saved under `name` only when whole. The name is "
+    "reserved from now until the job ends: another build of it is refused (409) meanwhile, "
+    "`replace=true` included (it replaces a finished model, and only one's own; an admin's "
+    "anyone's).",
 )
 def build(body: RetrievalBuild, user: UserDep, svc: ServicesDep) -> JobOut:
     return service.start_build(svc, user, body)
@@ -147,6 +150,7 @@ def search(meta: OwnedRetrievalModel, body: RetrievalAsk, svc: ServicesDep) -> R
     "/models/{model_id}/benchmark",
     response_model=RetrievalBenchmark,
     summary="Latency over N random questions of a dataset, one at a time (default 100)",
+    dependencies=[HeavySlot],
 )
 def benchmark(
     meta: OwnedRetrievalModel, body: RetrievalDatasetRef, user: UserDep, svc: ServicesDep

@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics (no token needed)."""
+"""Liveness and readiness (no token needed), Prometheus metrics (the scrape token or an
+admin's: RequestGuard checks it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from taxonomist.api.deps import ServicesDep
+from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import Ready
 from taxonomist.errors import TaxonomistError
 
@@ -43,6 +45,11 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (the scrape token TAXONOMIST_METRICS_TOKEN or an admin's)",
+    response_class=Response,
+    responses={401: ERROR_RESPONSES[401]},
+)
 def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from taxonomist.api.schemas import DatasetOut, DatasetUpdate, DatasetUploaded
 from taxonomist.api.services.jsonable import jsonable
+from taxonomist.api.services.orphans import upload_in_progress
 from taxonomist.api.services.state import Principal, Services
 from taxonomist.api.services.uploads import as_uploaded, save_upload, upload_limit
 from taxonomist.config import Settings
@@ -23,6 +24,7 @@ from taxonomist.data import (
     profile_table,
     validate_training_table,
 )
+from taxonomist.data.parse_pool import ParsePool
 from taxonomist.errors import (
     ColumnNotFoundError,
     ConflictError,
@@ -63,11 +65,15 @@ def list_visible(svc: Services, user: Principal, kind: str) -> list[DatasetOut]:
 
 # -- storing an upload ------------------------------------------------------------------------
 def describe_table(
-    path: Path, target: str | None, roles: Mapping[str, str] | None
+    path: Path,
+    target: str | None,
+    roles: Mapping[str, str] | None,
+    *,
+    parser: ParsePool | None = None,
 ) -> dict[str, Any]:
-    """Load, infer roles, validate (for training when a target is given) and profile: the
-    dataset row's fields."""
-    df = load_table(path)
+    """Load (in ``parser``'s workers; without one in this process), infer roles, validate
+    (for training when a target is given) and profile: the dataset row's fields."""
+    df = parser.load(path) if parser is not None else load_table(path)
     schema = infer_column_roles(df, target, dict(roles) if roles else None)
     n_rows, n_columns = len(df), len(df.columns)
     if target:
@@ -114,29 +120,32 @@ def store_file(
 ) -> tuple[DatasetOut, dict[str, Any]]:
     """:func:`store_upload` for any file-like upload (the demo stores its sample tables with
     it): the file is copied into the data folder, described, and its row written."""
-    path, size, sha = save_upload(file, settings.datasets_dir, upload_limit(settings))
-    try:
+    # Held until the row is committed: the start-up sweep of files without a row
+    # (orphans.sweep_uploads) leaves this one alone.
+    with upload_in_progress(settings.datasets_dir):
+        path, size, sha = save_upload(file, settings.datasets_dir, upload_limit(settings))
         try:
-            fields = describe(path)
-        except TaxonomistError as exc:
-            raise as_uploaded(exc, path, file.filename) from None
-        with db.session() as s:
-            ds = Dataset(
-                owner_id=owner_id,
-                name=name or Path(file.filename or "dataset").name,
-                filename=Path(file.filename or path.name).name,
-                path=str(path),
-                size_bytes=size,
-                sha256=sha,
-                **fields,
-            )
-            s.add(ds)
-            s.flush()
-            audit(s, owner_id, action, "dataset", str(ds.id), {"bytes": size})
-            out = DatasetOut.model_validate(ds)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+            try:
+                fields = describe(path)
+            except TaxonomistError as exc:
+                raise as_uploaded(exc, path, file.filename) from None
+            with db.session() as s:
+                ds = Dataset(
+                    owner_id=owner_id,
+                    name=name or Path(file.filename or "dataset").name,
+                    filename=Path(file.filename or path.name).name,
+                    path=str(path),
+                    size_bytes=size,
+                    sha256=sha,
+                    **fields,
+                )
+                s.add(ds)
+                s.flush()
+                audit(s, owner_id, action, "dataset", str(ds.id), {"bytes": size})
+                out = DatasetOut.model_validate(ds)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     return out, fields
 
 
@@ -154,7 +163,7 @@ def upload_table(
         user,
         file,
         name,
-        lambda path: describe_table(path, target or None, roles),
+        lambda path: describe_table(path, target or None, roles, parser=svc.parser),
         "upload_dataset",
     )
     report = fields["report"]
@@ -189,7 +198,7 @@ def update_dataset(
         roles = {c: r for c, r in body.roles.items() if r != ColumnRole.TARGET}
     profile = None
     if body.target is not None or body.roles is not None:  # the table is validated again
-        fields = describe_table(path, target, roles)
+        fields = describe_table(path, target, roles, parser=svc.parser)
         inferred, report, profile = fields["roles"], fields["report"], fields["profile"]
     with svc.db.session() as s:
         row = visible_dataset(s, user, ds.id)  # it may have gone meanwhile
@@ -218,7 +227,8 @@ def text_map(svc: Services, ds: Dataset, column: str, sample: int) -> dict[str, 
             f"'{column}' is not a text column of dataset {ds.id}; its text columns: "
             f"{', '.join(texts) or 'none'}."
         )
-    points = compute(load_table(ds.path), column, ds.target, sample=sample, seed=svc.settings.seed)
+    table = svc.parser.load(ds.path)
+    points = compute(table, column, ds.target, sample=sample, seed=svc.settings.seed)
     return {"column": column, "n": len(points), "points": jsonable(points.to_dict("records"))}
 
 

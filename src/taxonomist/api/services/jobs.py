@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taxonomist.api.schemas import JobCreate, JobLogs, JobOut
 from taxonomist.api.services.datasets import visible_dataset
 from taxonomist.api.services.state import Principal, Services
 from taxonomist.data.schema import require_column
-from taxonomist.errors import ConflictError, NotFoundError, TargetError
-from taxonomist.store import Job, JobState, ModelOwner
+from taxonomist.errors import ConflictError, NotFoundError, TargetError, TooManyRequestsError
+from taxonomist.store import Job, JobState, ModelOwner, User
 from taxonomist.store.accounts import audit
 
 
@@ -25,11 +25,39 @@ def visible_job(s: Session, user: Principal, job_id: int) -> Job:
     return job
 
 
+def check_job_cap(s: Session, svc: Services, user_id: int | None) -> None:
+    """A member may have at most ``TAXONOMIST_MAX_JOBS_PER_USER`` jobs queued or running, so
+    one user cannot fill the queue for everyone (a 429; admins have no cap). The user's row is
+    locked for the count (PostgreSQL): two requests at once cannot both take the last slot."""
+    if user_id is None:
+        return
+    row = s.scalar(select(User).where(User.id == user_id).with_for_update())
+    if row is None or row.role == "admin":
+        return
+    cap = svc.settings.max_jobs_per_user
+    active = s.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == user_id, Job.state.in_(ACTIVE_STATES))
+    )
+    if (active or 0) >= cap:
+        raise TooManyRequestsError(
+            f"You have {active} jobs queued or running, the most a member may have at once "
+            f"(TAXONOMIST_MAX_JOBS_PER_USER={cap}). Wait for one to end, or cancel one "
+            "(POST /api/v1/jobs/{job_id}/cancel).",
+            retry_after=30,
+        )
+
+
+ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
 def create_job(svc: Services, user: Principal, body: JobCreate) -> JobOut:
     """Queue a training job on a dataset the user sees; the model name is claimed now, so two
     users cannot race for it (409 when it is someone else's)."""
     svc.engine.check()
     with svc.db.session() as s:
+        check_job_cap(s, svc, user.id)
         ds = visible_dataset(s, user, body.dataset_id)
         target = body.target or ds.target
         if not target:
@@ -69,6 +97,7 @@ def start_service_job(
     """A job row for ``work`` (a function of a progress callback), run by the service's
     retrieval worker with the same progress, logs and cancel flag as training jobs."""
     with svc.db.session() as s:
+        check_job_cap(s, svc, user.id)
         job = Job(
             owner_id=user.id,
             dataset_id=dataset_id,

@@ -26,6 +26,7 @@ from taxonomist.api.schemas import (
     PolicyOut,
     PredictionsPage,
 )
+from taxonomist.api.services.jobs import check_job_cap
 from taxonomist.api.services.state import Principal, Services
 from taxonomist.api.services.uploads import uploaded_table
 from taxonomist.errors import NotFoundError, TaxonomistError
@@ -85,7 +86,7 @@ def _record(svc: Services, user: Principal, name: str, items: list[Feedback]) ->
 
 def feedback_file(svc: Services, user: Principal, name: str, file: UploadFile) -> FeedbackRecorded:
     """:func:`feedback` from a table with request_id, label and (optional) position columns."""
-    items = feedback_table(uploaded_table(svc.settings, file))
+    items = feedback_table(uploaded_table(svc, file))
     return _record(svc, user, name, items)
 
 
@@ -123,7 +124,7 @@ def drift(
 def drift_file(
     svc: Services, user: Principal, name: str, file: UploadFile, version: int | None
 ) -> DriftReportOut:
-    return drift(svc, user, name, data=uploaded_table(svc.settings, file), version=version)
+    return drift(svc, user, name, data=uploaded_table(svc, file), version=version)
 
 
 def drift_reports(svc: Services, name: str, limit: int) -> list[DriftSummary]:
@@ -149,7 +150,7 @@ def retrain(
     ref = f"{champion.name}/{champion.version}"
     path = None
     if file is not None:
-        data = uploaded_table(svc.settings, file)
+        data = uploaded_table(svc, file)
         check_new_rows(data, config.target, ref, "file")
         folder = svc.settings.home / "retrain"
         folder.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,7 @@ def queue_retrain(
         "owner_id": user_id,
     }
     with svc.db.session() as s:
+        check_job_cap(s, svc, user_id)
         owner = s.get(ModelOwner, name)
         job = Job(
             owner_id=user_id if user_id is not None else (owner.owner_id if owner else None),

@@ -127,7 +127,15 @@ def predict_upload(
 ) -> PredictedFile:
     """Predict every row of an uploaded file (each row logged)."""
     name, version, model = model_for(svc, user, ref)
-    table = uploaded_table(svc.settings, file)
+    table = uploaded_table(svc, file)
+    cap = svc.settings.max_predict_rows
+    if len(table) > cap:
+        raise PayloadTooLargeError(
+            f"The file has {len(table):,} rows; POST /predict/file takes at most {cap:,} "
+            "(TAXONOMIST_MAX_PREDICT_ROWS). Split it, or predict it where the model is with "
+            "`taxonomist predict MODEL FILE`.",
+            details={"rows": len(table), "limit_rows": cap},
+        )
     started = time.perf_counter()
     out = model.predict_frame(table)
     ms = (time.perf_counter() - started) * 1000
@@ -156,5 +164,5 @@ def compare_upload(svc: Services, user: Principal, file: UploadFile, ref: str) -
     from taxonomist.monitor import compare_to_training
 
     name, version, model = model_for(svc, user, ref)
-    report = compare_to_training(model, uploaded_table(svc.settings, file))
+    report = compare_to_training(model, uploaded_table(svc, file))
     return {"model": name, "version": version, **jsonable(report)}

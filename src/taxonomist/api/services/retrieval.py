@@ -1,7 +1,14 @@
 """Retrieval as the service offers it: QA datasets, and retrieval models owned by the user who
 built them (members see and change their own, admins all of them; someone else's model looks
 like a missing one). The models themselves, their store and their jobs' work are the library's
-:class:`~taxonomist.retrieval.service.RetrievalService`, which knows nothing of users."""
+:class:`~taxonomist.retrieval.service.RetrievalService`, which knows nothing of users.
+
+A model name is taken from the moment its build is queued (the build's job row reserves it)
+until that job ends: a second build of the name is refused meanwhile, even with
+``replace=true`` and even for its owner (``replace`` replaces a finished model). Someone
+else's name, built or being built, is "taken" and nothing more, as with training's model
+names; the build checks again, just before it writes, that the model it replaces may be
+replaced by its submitter."""
 
 from __future__ import annotations
 
@@ -27,11 +34,12 @@ from taxonomist.api.services.datasets import find_visible, store_upload
 from taxonomist.api.services.jobs import start_service_job
 from taxonomist.api.services.jsonable import jsonable
 from taxonomist.api.services.state import Principal, Services
+from taxonomist.data.parse_pool import ParsePool
 from taxonomist.errors import ConflictError, InvalidParameterError, NotFoundError
 from taxonomist.retrieval.corpus import explore, load_qa
-from taxonomist.retrieval.model import check_model_id
+from taxonomist.retrieval.model import Guard, check_model_id
 from taxonomist.retrieval.service import load_dataset
-from taxonomist.store import Dataset
+from taxonomist.store import Dataset, Job, User
 from taxonomist.store.accounts import audit
 
 
@@ -51,10 +59,21 @@ def qa_dataset(svc: Services, user: Principal, dataset_id: int) -> Dataset:
     return require_qa(find_visible(svc, user, dataset_id))
 
 
-def describe_qa(path: Path, context: str, question: str, answer: str | None) -> dict[str, Any]:
-    """Load and validate a QA file (SQuAD JSON, or a table with the named columns) and explore
-    it: the dataset row's fields."""
-    qa = load_qa(path, context=context, question=question, answer=answer or None)
+def describe_qa(
+    path: Path,
+    context: str,
+    question: str,
+    answer: str | None,
+    *,
+    parser: ParsePool | None = None,
+) -> dict[str, Any]:
+    """Load and validate a QA file (SQuAD JSON, or a table with the named columns; in
+    ``parser``'s workers, without one in this process) and explore it: the dataset row's
+    fields."""
+    if parser is None:
+        qa = load_qa(path, context=context, question=question, answer=answer or None)
+    else:
+        qa = parser.run(load_qa, path, context=context, question=question, answer=answer or None)
     if path.suffix == ".json":
         roles = {"context": "context", "question": "question", "answer": "answer"}
     else:
@@ -88,7 +107,7 @@ def upload_qa(
         user,
         file,
         name,
-        lambda path: describe_qa(path, context, question, answer),
+        lambda path: describe_qa(path, context, question, answer, parser=svc.parser),
         "upload_qa_dataset",
     )
     report = fields["report"]
@@ -121,40 +140,86 @@ def list_models(svc: Services, user: Principal) -> list[RetrievalModelOut]:
     ]
 
 
-def check_new_name(svc: Services, user: Principal, model_id: str, replace: bool) -> None:
-    """Refuse (409) a name someone else's model has, or an existing one unless ``replace``."""
+def name_taken(model_id: str) -> ConflictError:
+    """The 409 for a name that is not the caller's: it says no more than that (not whose, not
+    whether it is built or being built)."""
+    return ConflictError(f"The retrieval model name '{model_id}' is taken; choose another.")
+
+
+def check_new_name(
+    svc: Services, user: Principal, model_id: str, replace: bool, building: Job | None
+) -> dict[str, Any] | None:
+    """Refuse (409) a name being built (``building``: its job), a name someone else's model
+    has, or an existing one unless ``replace``; the metadata of the model a build of the name
+    would replace (None if none)."""
     check_model_id(model_id)
+    if building is not None:
+        ours = {building.owner_id, building.config.get("owner_id")}
+        if not user.is_admin and user.id not in ours:
+            raise name_taken(model_id)
+        raise ConflictError(
+            f"The retrieval model name '{model_id}' is being built by job {building.id}: wait "
+            f"for it to end (GET /api/v1/jobs/{building.id}) or cancel it, then submit again."
+        )
     meta = svc.retrieval.meta(model_id)
     if meta is None:
-        return
+        return None
     if not user.is_admin and meta.get("owner_id") != user.id:
-        raise ConflictError(
-            f"The retrieval model name '{model_id}' belongs to another user; choose another."
-        )
+        raise name_taken(model_id)
     if not replace:
         raise ConflictError(
             f"A retrieval model named '{model_id}' exists: choose another name, or pass "
             "replace=true to build it again."
         )
+    return meta
+
+
+def may_replace(svc: Services, user_id: int, model_id: str) -> Guard:
+    """The build's last check before it writes: a member replaces only their own model, an
+    admin (still one when the build ends) anyone's; the job fails with a 409's message
+    otherwise."""
+
+    def guard(current: dict[str, Any] | None) -> None:
+        if current is None or current.get("owner_id") == user_id:
+            return
+        with svc.db.session() as s:
+            user = s.get(User, user_id)
+            if user is not None and user.is_admin and not user.disabled:
+                return
+        raise name_taken(model_id)
+
+    return guard
 
 
 # -- models: the work -------------------------------------------------------------------------
 def start_build(svc: Services, user: Principal, body: RetrievalBuild) -> JobOut:
     """A job building (or rebuilding) a retrieval model from a QA dataset the user sees; the
-    model is saved, owned by the user, only when whole."""
+    model is saved only when whole, owned by the user (an admin's rebuild keeps its owner).
+    The name is reserved by the job from now until it ends."""
     ds = qa_dataset(svc, user, body.dataset_id)
-    check_new_name(svc, user, body.name, body.replace)
-    info = {
-        "owner_id": user.id,
-        "owner": user.username,
-        "dataset_id": body.dataset_id,
-        "dataset": ds.name,
-    }
-    work = svc.retrieval.build_work(
-        body.name, ds.path, dict(ds.roles), body.params, info, body.replace
-    )
-    config = body.model_dump(mode="json")
-    return start_service_job(svc, user, "retrieval_build", body.dataset_id, config, work)
+    with svc.retrieval.reserving(body.name) as building:
+        old = check_new_name(svc, user, body.name, body.replace, building)
+        owner_id: int = user.id
+        owner: str | None = user.username
+        if old is not None and old.get("owner_id") is not None:
+            owner_id, owner = old["owner_id"], old.get("owner")
+        info = {
+            "owner_id": owner_id,
+            "owner": owner,
+            "dataset_id": body.dataset_id,
+            "dataset": ds.name,
+        }
+        work = svc.retrieval.build_work(
+            body.name,
+            ds.path,
+            dict(ds.roles),
+            body.params,
+            info,
+            body.replace,
+            guard=may_replace(svc, user.id, body.name),
+        )
+        config = {**body.model_dump(mode="json"), "owner_id": owner_id}
+        return start_service_job(svc, user, "retrieval_build", body.dataset_id, config, work)
 
 
 def describe(svc: Services, meta: dict[str, Any]) -> RetrievalModelOut:

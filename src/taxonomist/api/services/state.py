@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from taxonomist.api.metrics import Metrics
 from taxonomist.config import Settings
+from taxonomist.data.parse_pool import ParsePool
 from taxonomist.engine import JobEngine
 from taxonomist.errors import ModelNotFoundError
 from taxonomist.monitor.log import PredictionLog
@@ -168,6 +169,7 @@ class Services:
     models: ModelAccess
     metrics: Metrics
     retrieval: RetrievalService
+    parser: ParsePool  # every parse of a user's file: in worker processes, memory-limited
     tokens: TokenCache = field(default_factory=TokenCache)
     logins: LoginThrottle = field(default_factory=LoginThrottle)
     prediction_log: PredictionLog | None = None  # None: TAXONOMIST_PREDICTION_LOG=off

@@ -1,4 +1,5 @@
-"""Uploaded files to disk in chunks, never whole in memory, and never over the size limit."""
+"""Uploaded files to disk in chunks, never whole in memory, and never over the size limit;
+read as tables in the service's parse workers (:class:`~taxonomist.data.parse_pool.ParsePool`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import re
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from fastapi import UploadFile
 
 from taxonomist.config import Settings
-from taxonomist.data import load_table
 from taxonomist.errors import PayloadTooLargeError, TaxonomistError
+
+if TYPE_CHECKING:
+    from taxonomist.api.services.state import Services
 
 CHUNK = 1 << 20
 _SUFFIX = re.compile(r"(\.(csv|tsv|txt|parquet|pq|jsonl|ndjson|json))(\.gz)?$", re.I)
@@ -64,12 +68,13 @@ def save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int
     return final, size, digest.hexdigest()
 
 
-def uploaded_table(settings: Settings, upload: UploadFile) -> pd.DataFrame:
-    """The uploaded file as a table (streamed to a temporary file, which is then removed)."""
+def uploaded_table(svc: Services, upload: UploadFile) -> pd.DataFrame:
+    """The uploaded file as a table (streamed to a temporary file, parsed in a parse worker,
+    then removed)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path, _, _ = save_upload(upload, Path(tmp), upload_limit(settings))
+        path, _, _ = save_upload(upload, Path(tmp), upload_limit(svc.settings))
         try:
-            return load_table(path)
+            return svc.parser.load(path)
         except TaxonomistError as exc:
             raise as_uploaded(exc, path, upload.filename) from None
 
