@@ -28,17 +28,6 @@ def upload_limit(settings: Settings) -> int:
     return int(settings.max_upload_mb * 1e6)
 
 
-def refuse_declared_oversize(content_length: str | None, limit: int) -> None:
-    """A 413 for a request whose declared length is over the limit (before storing it)."""
-    declared = int(content_length or 0)
-    if declared > limit + CHUNK:
-        raise PayloadTooLargeError(
-            f"The upload ({declared / 1e6:.0f} MB) is larger than the limit of "
-            f"{limit / 1e6:.0f} MB. Upload a sample, or raise TAXONOMIST_MAX_UPLOAD_MB.",
-            details={"limit_bytes": limit},
-        )
-
-
 def save_upload(upload: UploadFile, folder: Path, limit: int) -> tuple[Path, int, str]:
     """Copy the upload to ``folder`` in 1 MB chunks; return its path, size and SHA-256. A
     file over ``limit`` bytes is refused (413) and nothing is left behind."""
