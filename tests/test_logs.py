@@ -120,9 +120,13 @@ def test_a_request_without_a_usable_id_gets_a_new_one_and_logs_under_it(
 def test_any_response_carries_the_id_and_a_route_setting_it_is_not_doubled(
     routes: TestClient,
 ) -> None:
-    missing = routes.get("/api/v1/no-such-thing", headers={"X-Request-ID": "trace-404"})
+    missing = routes.get("/no-such-thing", headers={"X-Request-ID": "trace-404"})
     assert missing.status_code == 404
     assert missing.headers.get_list("X-Request-ID") == ["trace-404"]
+    # refused by the request guard, before routing: the id is there too
+    anonymous = routes.get("/api/v1/no-such-thing", headers={"X-Request-ID": "trace-401"})
+    assert anonymous.status_code == 401
+    assert anonymous.headers.get_list("X-Request-ID") == ["trace-401"]
     own = routes.get("/test-logs/own", headers={"X-Request-ID": "trace-own"})
     assert own.headers.get_list("X-Request-ID") == ["set-by-the-route"]
 
