@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from taxonomist.errors import AuthenticationError, ConflictError, InvalidParameterError
 from taxonomist.store import ApiToken, AuditEntry, Database, Dataset, Job, JobState, User
@@ -33,7 +34,7 @@ def test_migrations_are_idempotent_and_match_the_tables(db: Database) -> None:
     from taxonomist.store import Base
 
     db.migrate()  # a second run changes nothing
-    assert db.revision() == "0005"
+    assert db.revision() == "0006"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -169,11 +170,92 @@ def test_upgrading_keeps_the_rows_already_stored(database_url: str) -> None:
             )
         )
     db.migrate()
-    assert db.revision() == "0005"
+    assert db.revision() == "0006"
     with db.session() as s:
         ds = s.get_one(Dataset, 1)
         assert ds.name == "d" and ds.descriptions is None and ds.kind == "table"
         ds.descriptions = {"text": "the product title"}
     with db.session() as s:
         assert s.get_one(Dataset, 1).descriptions == {"text": "the product title"}
+    db.dispose()
+
+
+def test_a_deleted_datasets_id_is_never_given_to_another(db: Database) -> None:
+    def add(s: Session, owner: int) -> int:
+        ds = Dataset(
+            owner_id=owner,
+            name="d",
+            filename="d.csv",
+            path="/d.csv",
+            size_bytes=1,
+            sha256="x",
+            n_rows=1,
+            n_columns=1,
+            roles={},
+            report={},
+            profile={},
+        )
+        s.add(ds)
+        s.flush()
+        return ds.id
+
+    with db.session() as s:
+        owner = create_user(s, "owner", "password-1").id
+        first = add(s, owner)
+    with db.session() as s:
+        s.delete(s.get_one(Dataset, first))
+    with db.session() as s:
+        assert add(s, owner) == first + 1
+
+
+def test_the_upgrade_to_unreused_ids_keeps_the_jobs_links(database_url: str) -> None:
+    from sqlalchemy import text
+
+    db = Database(database_url)
+    db.migrate("0005")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, role, disabled, created_at) "
+                "VALUES ('old', 'x', 'member', false, CURRENT_TIMESTAMP)"
+            )
+        )
+        for _ in range(2):
+            conn.execute(
+                text(
+                    "INSERT INTO datasets (owner_id, name, filename, path, size_bytes, sha256, "
+                    "n_rows, n_columns, roles, report, profile, kind, created_at) VALUES (1, "
+                    "'d', 'd.csv', '/d.csv', 1, 'x', 1, 1, '{}', '{}', '{}', 'table', "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (owner_id, dataset_id, state, kind, config, progress, logs, "
+                "cancel_requested, created_at) VALUES (1, 2, 'succeeded', 'train', '{}', '{}', "
+                "'[]', false, CURRENT_TIMESTAMP)"
+            )
+        )
+    db.migrate()
+    assert db.revision() == "0006"
+    with db.session() as s:
+        assert s.get_one(Job, 1).dataset_id == 2
+        s.delete(s.get_one(Dataset, 2))
+    with db.session() as s:
+        assert s.get_one(Job, 1).dataset_id is None  # the foreign key still acts
+        ds = s.get_one(Dataset, 1)
+        s.add(
+            Dataset(
+                **{c: getattr(ds, c) for c in ("owner_id", "name", "filename", "path")},
+                size_bytes=1,
+                sha256="x",
+                n_rows=1,
+                n_columns=1,
+                roles={},
+                report={},
+                profile={},
+            )
+        )
+    with db.session() as s:
+        assert max(s.scalars(select(Dataset.id))) == 3  # not 2 again
     db.dispose()

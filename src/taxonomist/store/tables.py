@@ -98,6 +98,9 @@ class ApiToken(Base):
 
 class Dataset(Base):
     __tablename__ = "datasets"
+    # A deleted dataset's id is never given to another (SQLite reuses the largest otherwise):
+    # versions and jobs keep naming the dataset they were made from.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
