@@ -492,3 +492,23 @@ def test_remove_one_and_all(api: TestClient, api_settings: Settings, built: dict
     assert api.delete(f"{API}/models", headers=admin_headers(api)).json()["removed"] >= 2
     assert api.get(f"{API}/models", headers=h).json() == []
     assert list((api_settings.home / "retrieval" / "collections").iterdir()) == []
+
+
+def test_a_model_under_a_quality_test_is_not_removed(
+    api: TestClient, built: dict[str, Any], held: HeldWorker
+) -> None:
+    """Removing a model that a queued or running quality test will load is a 409 (the test
+    would load it back half-removed and leave its collection behind); once it ended, fine."""
+    h, ds = built["headers"], built["dataset_id"]
+    name = f"tested-{uuid.uuid4().hex[:6]}"
+    held.release.set()
+    assert wait_job(api, h, queued(api, h, name, ds), ENDED)["state"] == "succeeded"
+    held.release.clear()
+    r = api.post(f"{API}/models/{name}/evaluate", json={"dataset_id": ds}, headers=h)
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    err = assert_error(api.delete(f"{API}/models/{name}", headers=h), 409, "conflict")
+    assert f"Job {job} is testing the retrieval model '{name}'" in err["message"]
+    held.release.set()
+    assert wait_job(api, h, job, ENDED)["state"] == "succeeded"
+    assert api.delete(f"{API}/models/{name}", headers=h).status_code == 204

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import UploadFile
+from sqlalchemy import select
 
 from taxonomist.api.schemas import (
     JobOut,
@@ -39,7 +40,7 @@ from taxonomist.errors import ConflictError, InvalidParameterError, NotFoundErro
 from taxonomist.retrieval.corpus import explore, load_qa
 from taxonomist.retrieval.model import Guard, check_model_id
 from taxonomist.retrieval.service import load_dataset
-from taxonomist.store import Dataset, Job, User
+from taxonomist.store import Dataset, Job, JobState, User
 from taxonomist.store.accounts import audit
 
 
@@ -237,6 +238,21 @@ def unload(svc: Services, meta: dict[str, Any]) -> RetrievalModelOut:
 
 
 def remove(svc: Services, user: Principal, meta: dict[str, Any]) -> None:
+    """Remove a model; refused (409) while a quality test of it is queued or running (it
+    would load the model back half-removed)."""
+    with svc.db.session() as s:
+        testing = s.scalar(
+            select(Job.id).where(
+                Job.kind == "retrieval_evaluate",
+                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                Job.config["model"].as_string() == meta["id"],
+            )
+        )
+    if testing is not None:
+        raise ConflictError(
+            f"Job {testing} is testing the retrieval model '{meta['id']}': wait for it "
+            f"(GET /api/v1/jobs/{testing}) or cancel it, then remove the model."
+        )
     svc.retrieval.remove(meta["id"])
     with svc.db.session() as s:
         audit(s, user.id, "remove_retrieval_model", "retrieval_model", meta["id"])
