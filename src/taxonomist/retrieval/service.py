@@ -36,7 +36,7 @@ from taxonomist.retrieval.model import (
     remove_model,
 )
 from taxonomist.retrieval.store import Store, open_store
-from taxonomist.store import Database, Job, JobState
+from taxonomist.store import UNFINISHED, Database, Job, JobState
 
 logger = logging.getLogger(__name__)
 BUILD_KIND = "retrieval_build"
@@ -157,7 +157,7 @@ class RetrievalService:
                 select(Job)
                 .where(
                     Job.kind == BUILD_KIND,
-                    Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                    Job.state.in_(UNFINISHED),
                 )
                 .order_by(Job.id)
             ).all()

@@ -7,6 +7,7 @@ PostgreSQL by ``TAXONOMIST_DATABASE_URL``.
 
 from taxonomist.store.db import Database
 from taxonomist.store.tables import (
+    UNFINISHED,
     ApiToken,
     AuditEntry,
     Base,
@@ -23,6 +24,7 @@ from taxonomist.store.tables import (
 )
 
 __all__ = [
+    "UNFINISHED",
     "ApiToken",
     "AuditEntry",
     "Base",

@@ -64,6 +64,10 @@ class JobState(enum.StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
+"""The states of a job that has not ended (for ``Job.state.in_(UNFINISHED)``)."""
+
+
 class User(Base):
     __tablename__ = "users"
 

@@ -32,7 +32,7 @@ from taxonomist.errors import (
     NotFoundError,
     TaxonomistError,
 )
-from taxonomist.store import Database, Dataset, Job, JobState
+from taxonomist.store import UNFINISHED, Database, Dataset, Job
 from taxonomist.store.accounts import audit
 
 Describe = Callable[[Path], dict[str, Any]]
@@ -247,7 +247,7 @@ def delete_dataset(svc: Services, user: Principal, ds: Dataset) -> None:
         busy = s.scalar(
             select(Job.id).where(
                 Job.dataset_id == row.id,
-                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                Job.state.in_(UNFINISHED),
             )
         )
         if busy is not None:

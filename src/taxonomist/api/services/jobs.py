@@ -13,7 +13,7 @@ from taxonomist.api.services.datasets import visible_dataset
 from taxonomist.api.services.state import Principal, Services
 from taxonomist.data.schema import require_column
 from taxonomist.errors import ConflictError, NotFoundError, TargetError, TooManyRequestsError
-from taxonomist.store import Job, JobState, ModelOwner, User
+from taxonomist.store import UNFINISHED, Job, JobState, ModelOwner, User
 from taxonomist.store.accounts import audit
 
 
@@ -38,7 +38,7 @@ def check_job_cap(s: Session, svc: Services, user_id: int | None) -> None:
     active = s.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.owner_id == user_id, Job.state.in_(ACTIVE_STATES))
+        .where(Job.owner_id == user_id, Job.state.in_(UNFINISHED))
     )
     if (active or 0) >= cap:
         raise TooManyRequestsError(
@@ -47,9 +47,6 @@ def check_job_cap(s: Session, svc: Services, user_id: int | None) -> None:
             "(POST /api/v1/jobs/{job_id}/cancel).",
             retry_after=30,
         )
-
-
-ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 
 def create_job(svc: Services, user: Principal, body: JobCreate) -> JobOut:

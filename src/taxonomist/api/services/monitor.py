@@ -49,7 +49,7 @@ from taxonomist.monitor.reports import (
     report_html,
 )
 from taxonomist.monitor.retrain import check_new_rows, feedback_rows, journal, retrainable
-from taxonomist.store import Job, JobState, ModelOwner
+from taxonomist.store import UNFINISHED, Job, ModelOwner
 from taxonomist.store.accounts import audit
 
 logger = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def _retrain_running(svc: Services, name: str) -> bool:
         jobs = s.scalars(
             select(Job).where(
                 Job.kind == "retrain",
-                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                Job.state.in_(UNFINISHED),
             )
         )
         return any(j.config.get("model_name") == name for j in jobs)

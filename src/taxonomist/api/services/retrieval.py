@@ -40,7 +40,7 @@ from taxonomist.errors import ConflictError, InvalidParameterError, NotFoundErro
 from taxonomist.retrieval.corpus import explore, load_qa
 from taxonomist.retrieval.model import Guard, check_model_id
 from taxonomist.retrieval.service import load_dataset
-from taxonomist.store import Dataset, Job, JobState, User
+from taxonomist.store import UNFINISHED, Dataset, Job, User
 from taxonomist.store.accounts import audit
 
 
@@ -244,7 +244,7 @@ def remove(svc: Services, user: Principal, meta: dict[str, Any]) -> None:
         testing = s.scalar(
             select(Job.id).where(
                 Job.kind == "retrieval_evaluate",
-                Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                Job.state.in_(UNFINISHED),
                 Job.config["model"].as_string() == meta["id"],
             )
         )
