@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -51,6 +53,89 @@ def test_python_and_vectorised_hashes_agree() -> None:
         buckets = {ngram_bucket(k, g, n, n_features=1 << 18) for k, g, n in grams}
         assert buckets == set(counts.indices.tolist()), text
         assert counts.sum() == len(grams)
+
+
+# Characters that trip a hand-written counter: a NUL inside a text (the numpy path's document
+# separator), case changes that change the length ("İ" lowers to two characters, "ẞ", final
+# sigma), 1-, 2- and 4-byte code points, code points above the alphanumeric table, and a lone
+# surrogate (JSON's "\\ud800" decodes to one).
+_TRICKY = "abcXYZ éÉßẞİΣς\x00 .,-_日本語🙂\U00030001\U0010ffff\u2fffa1\ud800"
+
+
+def _kernel_and_numpy(texts: list[str], **kw) -> tuple:
+    from taxonomist.features.text import _count_chunk, _count_chunk_numpy
+
+    return _count_chunk(texts, **kw), _count_chunk_numpy(texts, **kw)
+
+
+def _same_csr(a, b) -> None:
+    assert a.shape == b.shape and a.has_sorted_indices
+    assert np.array_equal(a.indptr, b.indptr)
+    assert np.array_equal(a.indices, b.indices)
+    assert np.array_equal(a.data, b.data) and a.data.dtype == b.data.dtype == np.float32
+
+
+def test_compiled_counter_is_built() -> None:
+    # CI installs the package with its extension; without it training runs ~5x slower.
+    from taxonomist.features import _ngrams  # noqa: F401
+    from taxonomist.features.text import _kernel
+
+    assert _kernel() is not None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"char_ngrams": None},
+        {"word_ngrams": (1, 1)},
+        {"word_ngrams": (2, 2), "char_ngrams": (1, 3), "n_features": 1000},  # not a power of 2
+        {"lowercase": False, "field": 3, "char_ngrams": (3, 6)},
+    ],
+)
+def test_compiled_counter_equals_numpy_bit_for_bit(options) -> None:
+    rng = np.random.default_rng(7)
+    alphabet = list(_TRICKY)
+    texts = ["".join(rng.choice(alphabet, rng.integers(0, 60))) for _ in range(2500)]
+    texts += ["", " ", "a", "\x00", "ab\x00cd"] + [t.upper() for t in TEXTS]
+    kernel, reference = _kernel_and_numpy(texts, **options)
+    _same_csr(kernel, reference)
+
+
+def test_compiled_counter_maps_buckets_to_columns_like_numpy() -> None:
+    vec = HashedTfidfVectorizer(min_df=2).fit(TEXTS * 2 + ["only once here"])
+    texts = [*TEXTS, "only once here", "never seen words", ""]
+    kernel, reference = _kernel_and_numpy(
+        texts, columns=vec.column_of_bucket_, n_columns=vec.n_features_out_
+    )
+    _same_csr(kernel, reference)
+    assert kernel.shape[1] == vec.n_features_out_
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list(_TRICKY)) | st.characters(), max_size=80)))
+def test_compiled_counter_equals_numpy_on_any_text(texts) -> None:
+    _same_csr(*_kernel_and_numpy(texts, n_features=1 << 12))
+
+
+def test_fitted_columns_run_from_common_to_rare_and_transform_equals_fit_transform() -> None:
+    texts = TEXTS * 3 + ["rare words twice", "rare words twice"]
+    vec = HashedTfidfVectorizer(char_ngrams=None, min_df=2)
+    fitted = vec.fit_transform(texts)
+    df = np.bincount(fitted.indices, minlength=vec.n_features_out_)
+    assert np.all(np.diff(df) <= 0)  # column 0 is the most common n-gram
+    again = vec.transform(texts)
+    _same_csr(fitted, again)
+
+
+def test_numpy_fallback_gives_the_same_tfidf(monkeypatch) -> None:
+    from taxonomist.features import text
+
+    vec = HashedTfidfVectorizer().fit(TEXTS * 2)
+    fast = vec.transform(TEXTS)
+    monkeypatch.setattr(text, "_kernel_module", False)  # as if the extension were not built
+    slow = vec.transform(TEXTS)
+    assert (fast != slow).nnz == 0
 
 
 def test_sorted_key_counts_equal_scipy_duplicate_sums() -> None:
@@ -193,6 +278,20 @@ def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) ->
     slow = model.prepare(pd.DataFrame(records))
     assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)
     assert model.predict(records[0])[0] == "cooking"
+
+
+def test_big_batch_on_threads_gives_the_serial_probabilities(toy, monkeypatch) -> None:
+    from taxonomist.models import model as model_module
+    from taxonomist.models.train import train
+
+    model = train(toy, target="label", trials=2, families=["linear_svm", "logreg"]).model
+    batch = pd.concat([toy] * 30, ignore_index=True)  # 7,200 rows: 4 chunks of 2,048
+    assert model._rows_in_parallel()
+    parallel = model.predict_proba(batch).to_numpy()
+    monkeypatch.setattr(model_module.os, "sched_getaffinity", lambda _: {0})  # one core
+    serial = model.predict_proba(batch).to_numpy()
+    assert np.array_equal(parallel, serial)
+    assert np.allclose(parallel[: len(toy)], parallel[len(toy) : 2 * len(toy)])
 
 
 def test_fast_path_with_integer_codes_and_no_text() -> None:

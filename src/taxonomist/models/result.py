@@ -203,6 +203,7 @@ def write_report(result: TrainResult, folder: Path) -> dict[str, str]:
     (folder / "metrics.json").write_text(json.dumps(result.metrics, default=str, indent=1))
     (folder / "schema.json").write_text(json.dumps(model.schema.to_dict()))
     result.leaderboard.to_csv(folder / "leaderboard.csv", index=False)
+    (folder / "model_card.md").write_text(model_card(result))
     classes = [str(c) for c in model.classes]
     files["confusion_matrix"] = plots.confusion_matrix_plot(
         result.metrics["confusion_matrix"], classes, folder / "confusion_matrix.png"
@@ -223,3 +224,43 @@ def write_report(result: TrainResult, folder: Path) -> dict[str, str]:
             imp, result.best_family, folder / "param_importances.png"
         )
     return {k: v.name for k, v in files.items()}
+
+
+def model_card(result: TrainResult) -> str:
+    """A short Markdown card: what the model predicts, how well, from what, at what cost."""
+    m, model = result.metrics, result.model
+    cost = model.info.get("predict_cost", {})
+    measured = cost.get("measured", {})
+    estimated = cost.get("estimated", {})
+    members = ", ".join(f"{k} {v:.0%}" for k, v in model.families.items())
+    lines = [
+        f"# {result.name or 'model'}" + (f" version {result.version}" if result.version else ""),
+        "",
+        f"Predicts `{model.schema.target}` ({len(model.classes)} classes) from "
+        f"{', '.join(f'`{c}`' for c in model.feature_columns)}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| {m['primary_metric']} (validation: {m.get('validation')}) | {m['primary']:.4f} |",
+        f"| best single model | {m['best_single_family']} {m['best_single']:.4f} |",
+        f"| ensemble | {members} |",
+        f"| trials | {m['n_trials']} ({m.get('n_pruned', 0)} pruned) |",
+        f"| training | {result.train_seconds:.0f} s (budget "
+        f"{result.config.time_budget or 'none'}) |",
+        f"| prediction budget | {cost.get('budget', 'none')} |",
+        f"| batch prediction, measured | {m['predict_rows_per_second']:,.0f} rows/s "
+        f"(estimated from the search: {estimated.get('rows_per_second', 0):,.0f}) |",
+        f"| one record, measured p50 | {m['predict_one_ms_p50']:.2f} ms "
+        f"(estimated: {estimated.get('one_record_ms', 0):.2f} ms) |",
+    ]
+    left_out = cost.get("left_out") or []
+    if left_out:
+        families = sorted({d["family"] for d in left_out})
+        lines += [
+            "",
+            f"{len(left_out)} trial(s) were left out of the ensemble because they break the "
+            f"prediction budget: {', '.join(families)}.",
+        ]
+    if measured and cost.get("budget") and not measured.get("within_budget", True):
+        lines += ["", "The measured cost is outside the prediction budget."]
+    return "\n".join(lines) + "\n"

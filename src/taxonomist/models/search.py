@@ -30,6 +30,7 @@ from taxonomist.models.candidates import (
     default_params_as_trial,
     to_frame,
 )
+from taxonomist.models.cost import BATCH_ROWS, Cost, measure
 from taxonomist.models.metrics import Metric
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class TrialRecord:
     oof: np.ndarray  # probabilities for the validation rows, already temperature-scaled
     temperature: float
     fold_seconds: float  # mean time to fit one fold
+    cost: Cost = field(default_factory=Cost)  # the model's own prediction cost (no features)
 
 
 @dataclass
@@ -282,6 +284,13 @@ class ModelSearch:
             trial.report(self.metric.loss(running), step)
             if step < len(self.folds) - 1 and trial.should_prune():
                 raise optuna.TrialPruned(f"fold {step + 1} score {running:.4f}")
+        # What this model costs to predict, on the last fold's rows: the ensemble selection
+        # keeps the prediction-cost budget with it.
+        cost = measure(
+            lambda rows: model.predict_proba(rows),
+            _rows(X, valid[:BATCH_ROWS]),
+            _rows(X, valid[:1]),
+        )
         valid_oof = oof[self.valid_idx]
         y_valid = self.y[self.valid_idx]
         temperature = fit_temperature(valid_oof, y_valid)
@@ -296,6 +305,7 @@ class ModelSearch:
                 valid_oof,
                 temperature,
                 float(np.mean(fold_times)),
+                cost,
             )
         )
         self.records.sort(key=lambda r: (self.metric.loss(r.score), r.number))

@@ -24,8 +24,9 @@ from taxonomist.data.validate import validate_training_table
 from taxonomist.errors import BudgetError, InvalidParameterError
 from taxonomist.features.build import FeatureBlocks, block_specs
 from taxonomist.models.calibration import apply_temperature, fit_temperature
-from taxonomist.models.candidates import FAMILIES, Task
+from taxonomist.models.candidates import FAMILIES, DeadlineReached, Task
 from taxonomist.models.config import DEFAULT_TIME_BUDGET, TrainConfig
+from taxonomist.models.cost import BATCH_ROWS, Cost, EnsembleCosts, PredictBudget, embedding_cost
 from taxonomist.models.ensemble import greedy_ensemble
 from taxonomist.models.metrics import (
     Metric,
@@ -46,6 +47,10 @@ from taxonomist.models.search import (
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], None]
+# Seconds kept after the refits for what train() does next (speed checks, drift reference).
+REFIT_MARGIN = 1.0
+# Families whose refit stopped at the deadline is still a whole model (fewer trees).
+PARTIAL_REFIT_OK = frozenset({"lightgbm", "catboost"})
 
 
 def _overrides(text: list[str] | None, roles: dict[str, Any] | None) -> dict[str, Any]:
@@ -62,6 +67,7 @@ def _available_families(
     schema: Schema,
     time_budget: float | None,
     requested: Sequence[str] | None,
+    budget: PredictBudget,
 ) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     names = list(requested or FAMILIES)
@@ -83,6 +89,15 @@ def _available_families(
     if "catboost" in out and schema.text and not requested and tabular < 3 * len(schema.text):
         out.remove("catboost")
         skipped["catboost"] = "text-heavy data"
+    if "embed" in out and not requested:
+        cost = embedding_cost(blocks.specs["embed"].make(), df[schema.text].iloc[:BATCH_ROWS])
+        if not budget.allows(cost):
+            out.remove("embed")
+            skipped["embed"] = (
+                f"embedding a text takes ~{cost.one_ms:.1f} ms ({cost.rows_per_second:,.0f} "
+                f"rows/s), outside the prediction budget ({budget.describe()}); "
+                "--min-rows-per-second 0 lets it in"
+            )
     if "embed" in out and time_budget is not None and not requested:
         seconds = embedding_seconds(blocks, df, schema)
         if seconds > 0.25 * time_budget:
@@ -223,7 +238,9 @@ def train(
         seed=seed,
         n_jobs=settings.n_jobs,
     )
-    names, skipped = _available_families(blocks, task, X, schema, time_budget, config.families)
+    names, skipped = _available_families(
+        blocks, task, X, schema, time_budget, config.families, config.predict_budget
+    )
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
     block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
@@ -252,7 +269,16 @@ def train(
             details={"time_budget": time_budget},
         )
     model, metrics, predicted = _finish(
-        search, result, schema, classes, metric_obj, y, settings, on_progress, started, time_budget
+        search,
+        result,
+        schema,
+        classes,
+        metric_obj,
+        y,
+        config.predict_budget,
+        on_progress,
+        started,
+        time_budget,
     )
     model.profile = profile.to_dict()
     model.info.update(
@@ -263,6 +289,7 @@ def train(
         config=config.to_json(),
     )
     metrics.update(_measure_speed(model, X))
+    _check_measured_cost(model, metrics, config.predict_budget)
     train_seconds = time.perf_counter() - started
     metrics["train_seconds"] = train_seconds
     model.info["metrics"] = metrics
@@ -299,7 +326,7 @@ def _finish(
     classes: list[Any],
     metric: Metric,
     y: np.ndarray,
-    settings: Settings,
+    budget: PredictBudget,
     on_progress: ProgressCallback | None,
     started: float,
     time_budget: float | None,
@@ -320,8 +347,15 @@ def _finish(
             )
         )
     y_valid = y[result.valid_idx]
-    records = ensemble_pool(result.records, metric)
-    weights, _ = greedy_ensemble([r.oof for r in records], y_valid, metric)
+    costs = EnsembleCosts(search.blocks, search.df)
+    records, allowed, left_out = _affordable(result.records, costs, budget)
+    records = ensemble_pool(records, metric)
+    weights, _ = greedy_ensemble(
+        [r.oof for r in records],
+        y_valid,
+        metric,
+        allowed=None if allowed is None else lambda idx: allowed([records[i] for i in idx]),
+    )
     members = _refit_members(search, records, weights, y, started, time_budget)
     weights = np.array([next((m.weight for m in members if m.trial is r), 0.0) for r in records])
     for m in members:
@@ -341,6 +375,10 @@ def _finish(
         n_pruned=search.pruned,
         validation=result.protocol.get("kind"),
     )
+    # Before the unused blocks are pruned: a trial's cost counts the blocks it used.
+    trial_costs = {r.number: costs.of([r]).to_dict() for r in result.records}
+    chosen = [r for r, w in zip(records, weights, strict=True) if w > 0]
+    estimated = costs.of(chosen).to_dict()
     search.blocks.drop_training_outputs()
     search.blocks.prune(
         {b for m in members for b in FAMILIES[m.family].blocks if b in search.blocks.fitted}
@@ -355,10 +393,78 @@ def _finish(
     )
     prepare_for_inference(model)
     model.info["trials"] = [
-        {"number": r.number, "family": r.family, "score": r.score, "params": r.params}
+        {
+            "number": r.number,
+            "family": r.family,
+            "score": r.score,
+            "params": r.params,
+            "predict_cost": trial_costs[r.number],
+        }
         for r in result.records
     ]
+    model.info["predict_cost"] = {
+        "budget": budget.describe(),
+        "estimated": estimated,
+        "left_out": left_out,
+    }
     return model, metrics, calibrated.argmax(axis=1)
+
+
+def _affordable(
+    records: list[Any], costs: EnsembleCosts, budget: PredictBudget
+) -> tuple[list[Any], Callable[[list[Any]], bool] | None, list[dict[str, Any]]]:
+    """The trials whose prediction cost keeps ``budget`` alone, a check for an ensemble of
+    them, and what was left out (family, score, cost). When no trial keeps it, the cheapest
+    is used alone, with a warning: a model always comes out."""
+    ok = [r for r in records if budget.allows(costs.of([r]))]
+    left_out = [
+        {"trial": r.number, "family": r.family, "score": r.score, **costs.of([r]).to_dict()}
+        for r in records
+        if r not in ok
+    ]
+    if left_out:
+        families = sorted({d["family"] for d in left_out})
+        logger.info(
+            "left %d trial(s) (%s) out of the ensemble: they break the prediction budget (%s)",
+            len(left_out),
+            ", ".join(families),
+            budget.describe(),
+        )
+    if ok:
+        return ok, lambda members: budget.allows(costs.of(members)), left_out
+    cheapest = min(records, key=lambda r: costs.of([r]).batch_us)
+    logger.warning(
+        "No model keeps the prediction budget (%s); the cheapest, %s at %s, is used alone. "
+        "Loosen --max-predict-ms / --min-rows-per-second to let the others in.",
+        budget.describe(),
+        cheapest.family,
+        costs.of([cheapest]).to_dict(),
+    )
+    return [cheapest], None, left_out
+
+
+def _check_measured_cost(
+    model: TaxonomistModel, metrics: dict[str, Any], budget: PredictBudget
+) -> None:
+    """Warn when the refitted model, measured, breaks the budget its members were chosen
+    for (their costs are estimates from the folds' models)."""
+    measured = Cost(
+        batch_us=1e6 / max(metrics["predict_rows_per_second"], 1e-9),
+        one_ms=metrics["predict_one_ms_p50"],
+    )
+    within = budget.allows(measured)
+    model.info.setdefault("predict_cost", {})["measured"] = {
+        **measured.to_dict(),
+        "within_budget": within,
+    }
+    if not within:
+        logger.warning(
+            "The trained model predicts %s rows/s and one record in %.2f ms, outside the "
+            "prediction budget (%s).",
+            f"{metrics['predict_rows_per_second']:,.0f}",
+            metrics["predict_one_ms_p50"],
+            budget.describe(),
+        )
 
 
 def drift_reference(
@@ -388,27 +494,48 @@ def _refit_members(
     started: float,
     time_budget: float | None,
 ) -> list[Member]:
-    """Refit the chosen trials on all rows, heaviest first.
+    """Refit the chosen trials on all rows, heaviest first, inside the budget (+10 %).
 
-    A member whose refit would end past the budget (+10 %) is left out and the weights of the
-    rest renormalised: the first member is always kept, so a model always comes out.
+    A member whose refit is expected to end past the budget is left out and the weights of
+    the rest renormalised. A booster refit still running at the deadline stops adding trees
+    and is kept as it is; any other refit cut by the deadline is dropped. The first member
+    is always refitted (a model must come out): when the heaviest is expected to overrun,
+    the chosen member that is cheapest to refit goes first instead.
     """
     order = sorted((i for i, w in enumerate(weights) if w > 0), key=lambda i: -weights[i])
+    end = None if time_budget is None else started + 1.1 * time_budget - REFIT_MARGIN
+    refit_factor = (1 + 1 / max(len(search.folds), 2)) * 1.2
+
+    def expected(i: int) -> float:
+        return float(records[i].fold_seconds * refit_factor)
+
+    if end is not None and time.perf_counter() + expected(order[0]) > end:
+        cheapest = min(order, key=expected)
+        order.remove(cheapest)
+        order.insert(0, cheapest)
     members: list[Member] = []
     for i in order:
         r = records[i]
-        expected = r.fold_seconds * (1 + 1 / max(len(search.folds), 2)) * 1.2
-        if (
-            members
-            and time_budget is not None
-            and (time.perf_counter() + expected > started + 1.1 * time_budget)
-        ):
+        family = FAMILIES[r.family]
+        if members and end is not None and time.perf_counter() + expected(i) > end:
             logger.info(
                 "left %s (trial %d) out of the ensemble: no time to refit it", r.family, r.number
             )
             continue
-        estimator = FAMILIES[r.family].build(r.params, search.task)
-        estimator.fit(search._matrices[r.family], y)
+        estimator = family.build(r.params, search.task)
+        kwargs = {"deadline": end} if end is not None and family.accepts_deadline else {}
+        try:
+            estimator.fit(search._matrices[r.family], y, **kwargs)
+        except DeadlineReached:
+            if not hasattr(estimator, "classes_") or r.family not in PARTIAL_REFIT_OK:
+                logger.info("left %s (trial %d) out: its refit hit the deadline", *_id(r))
+                if members:
+                    continue
+                # Nothing fitted yet and no time: the first member is refitted regardless.
+                estimator = family.build(r.params, search.task)
+                estimator.fit(search._matrices[r.family], y)
+            else:
+                logger.info("%s (trial %d) refit stopped at the deadline, trees kept", *_id(r))
         members.append(
             Member(
                 r.family, r.params, float(weights[i]), r.temperature, estimator, r.score, trial=r
@@ -418,6 +545,10 @@ def _refit_members(
     for m in members:
         m.weight /= total
     return members
+
+
+def _id(r: Any) -> tuple[str, int]:
+    return r.family, r.number
 
 
 def _leaderboard(result: SearchResult) -> pd.DataFrame:

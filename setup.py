@@ -1,0 +1,17 @@
+"""The compiled n-gram counter (Cython); everything else is in pyproject.toml."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [
+            Extension(
+                "taxonomist.features._ngrams",
+                ["src/taxonomist/features/_ngrams.pyx"],
+                extra_compile_args=["-O3"],
+            )
+        ],
+        compiler_directives={"language_level": "3"},
+    )
+)
