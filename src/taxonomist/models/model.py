@@ -229,8 +229,12 @@ class TaxonomistModel:
         batch is predicted in row chunks on every core. The product of sparse n-grams with the
         weights is bound by memory latency (one random row of weights per non-zero) and runs
         on one thread in scipy, so this is what doubles the linear families' rows/s; boosters
-        and encoders have their own threads and are left to them."""
-        return all(m.family in PARALLEL_FAMILIES for m in self.members)
+        and encoders have their own threads and are left to them. Without text the work per row
+        is too small: threads halve the rows/s of a one-hot model (Avazu: 55k on one, 26k on
+        two)."""
+        return "text" in self._member_blocks() and all(
+            m.family in PARALLEL_FAMILIES for m in self.members
+        )
 
     def _proba_rows(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
         outputs = self.blocks.transform(X, self._member_blocks())
