@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from taxonomist.features import CountEncoder, HashedTfidfVectorizer, OutOfFoldDecision
 from taxonomist.features.text import hashed_ngram_counts, ngram_bucket, ngrams_of
-from taxonomist.models.candidates import SoftmaxLinearSVC
+from taxonomist.models.candidates import NBSVMClassifier, SoftmaxLinearSVC
 
 TEXTS = [
     "Red running shoes for men",
@@ -39,7 +40,7 @@ def _expected_failures(est) -> dict[str, str]:
 
 
 @parametrize_with_checks(
-    [CountEncoder(), SoftmaxLinearSVC(), OutOfFoldDecision()],
+    [CountEncoder(), SoftmaxLinearSVC(), NBSVMClassifier(), OutOfFoldDecision()],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_contract(estimator, check) -> None:
@@ -210,6 +211,26 @@ def test_out_of_fold_decision_on_threads_equals_serial() -> None:
     threaded = OutOfFoldDecision(n_jobs=2).fit_transform(X, y)
     assert serial.shape == (300, 3)
     assert np.array_equal(serial, threaded)
+
+
+def test_nb_svm_folds_the_log_count_ratio_into_its_weights() -> None:
+    from sklearn.svm import LinearSVC
+
+    texts = ["great fit love it", "love the colour", "poor fit returned", "returned it, poor"] * 5
+    y = np.array([1, 1, 0, 0] * 5)
+    X = HashedTfidfVectorizer(char_ngrams=None, min_df=1).fit_transform(texts)
+    nb = NBSVMClassifier(C=1.0, alpha=1.0, class_weight=None).fit(X, y)
+    present = (X > 0).astype(float)
+    p = np.asarray(present[y == 1].sum(axis=0)).ravel() + 1
+    q = np.asarray(present[y == 0].sum(axis=0)).ravel() + 1
+    r = np.log((p / p.sum()) / (q / q.sum()))
+    svc = LinearSVC(C=1.0, tol=1e-3, max_iter=2000, random_state=0).fit(X.multiply(r).tocsr(), y)
+    assert np.allclose(nb.decision_function(X), svc.decision_function(X.multiply(r).tocsr()))
+    assert (nb.predict(X) == y).all()
+    # Words of one class get the sign of their class; a scaled number (negative) keeps r = 1.
+    signed = sparse.hstack([X, sparse.csr_matrix(np.where(y == 1, 1.0, -1.0)[:, None])]).tocsr()
+    three = NBSVMClassifier(class_weight=None).fit(signed, np.array([0, 1, 2, 2] * 5))
+    assert three.coef_.shape == (3, signed.shape[1])
 
 
 def test_linear_svm_stops_at_its_deadline() -> None:

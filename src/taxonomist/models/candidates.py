@@ -122,6 +122,85 @@ class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):
         return tags
 
 
+class NBSVMClassifier(SoftmaxLinearSVC):
+    """NB-SVM (Wang & Manning, 2012): a linear SVM on features scaled by their naive-Bayes
+    log-count ratio, one-vs-rest.
+
+    For class ``c`` the ratio ``r = log((p / |p|_1) / (q / |q|_1))``, with ``p`` (``q``) the
+    ``alpha``-smoothed counts of rows of (not of) class ``c`` where the feature is present,
+    says how much more often a feature occurs in the class (columns with negative values, the
+    scaled numbers, are not counts and keep ``r = 1``); the SVM on ``X * r`` starts from
+    the naive-Bayes evidence and corrects it, which beats both on short texts and sentiment.
+    ``X * r`` then ``w`` is ``X`` then ``w * r``: the fitted ``coef_`` folds ``r`` in, so a
+    prediction costs what a plain linear model's does.
+    """
+
+    def __init__(
+        self,
+        C: float = 0.3,
+        alpha: float = 1.0,
+        class_weight: str | None = "balanced",
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        super().__init__(C=C, class_weight=class_weight, random_state=random_state, n_jobs=n_jobs)
+        self.alpha = alpha
+
+    def fit(self, X: Any, y: Any, deadline: float | None = None) -> NBSVMClassifier:
+        X, y = validate_data(self, X, y, accept_sparse="csr", reset=True)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        k = len(self.classes_)
+        X = sparse.csr_matrix(X, dtype=np.float64)
+        present = X.copy()
+        present.data = (present.data > 0).astype(np.float64)
+        rows_of = sparse.csr_matrix(
+            (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(k, len(codes))
+        )
+        by_class = np.asarray((rows_of @ present).todense())  # rows with the feature, per class
+        # Columns with negative values (scaled numbers) are not counts: they keep r = 1.
+        signed = np.zeros(X.shape[1], dtype=bool)
+        signed[X.indices[X.data < 0]] = True
+        total = by_class.sum(axis=0)
+        counts = np.bincount(codes, minlength=k)
+        targets = [1] if k == 2 else list(range(k))
+
+        def one(c: int) -> tuple[np.ndarray, np.ndarray]:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise DeadlineReached(f"NB-SVM stopped at the deadline (class {c} of {k})")
+            p = by_class[c] + self.alpha
+            q = total - by_class[c] + self.alpha
+            r = np.log((p / p.sum()) / (q / q.sum()))
+            r[signed] = 1.0
+            target = (codes == c).astype(int)
+            svc = self._svc(self._binary_weights(c, counts))
+            svc.fit(X @ sparse.diags(r), target)
+            return svc.coef_[0] * r, svc.intercept_
+
+        if self.n_jobs > 1 and len(targets) > 1:
+            with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
+                parts = list(pool.map(one, targets))
+        else:
+            parts = [one(c) for c in targets]
+        self.coef_ = np.vstack([c for c, _ in parts])
+        self.intercept_ = np.concatenate([b for _, b in parts])
+        return self
+
+    def _binary_weights(self, c: int, counts: np.ndarray) -> dict[int, float]:
+        """Weights of class ``c`` (1) against the rest (0) in its one-vs-rest problem."""
+        n = float(counts.sum())
+        if self.class_weight == "balanced":
+            return {1: n / (2.0 * counts[c]), 0: n / (2.0 * (n - counts[c]))}
+        if isinstance(self.class_weight, dict):
+            labels = list(self.classes_)
+            rest = labels[1 - c] if len(labels) == 2 else None
+            return {
+                1: float(self.class_weight.get(labels[c], 1.0)),
+                0: float(self.class_weight.get(rest, 1.0)) if rest is not None else 1.0,
+            }
+        return {1: 1.0, 0: 1.0}
+
+
 class LightGBMModel(ClassifierMixin, BaseEstimator):
     """LightGBM's classifier with an optional wall-clock deadline for ``fit``."""
 
@@ -262,6 +341,21 @@ def _build_svm(p: dict[str, Any], task: Task) -> Any:
     return SoftmaxLinearSVC(C=p["C"], class_weight=cw, random_state=task.seed, n_jobs=task.n_jobs)
 
 
+def _suggest_nbsvm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {
+        "C": trial.suggest_float("nb_svm.C", 0.02, 3.0, log=True),
+        "alpha": trial.suggest_float("nb_svm.alpha", 0.1, 2.0, log=True),
+        "class_weight": trial.suggest_categorical("nb_svm.class_weight", ["balanced", "none"]),
+    }
+
+
+def _build_nbsvm(p: dict[str, Any], task: Task) -> Any:
+    cw = None if p["class_weight"] == "none" else p["class_weight"]
+    return NBSVMClassifier(
+        C=p["C"], alpha=p["alpha"], class_weight=cw, random_state=task.seed, n_jobs=task.n_jobs
+    )
+
+
 def _suggest_logreg(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     return {
         "alpha": trial.suggest_float("logreg.alpha", 1e-6, 1e-3, log=True),
@@ -370,6 +464,16 @@ FAMILIES: dict[str, Family] = {
             _suggest_logreg,
             _build_logreg,
             {"alpha": 2e-5, "class_weight": "balanced"},
+        ),
+        Family(
+            "nb_svm",
+            ("text", "onehot", "num_scaled", "num_codes"),
+            "sparse",
+            _suggest_nbsvm,
+            _build_nbsvm,
+            {"C": 0.3, "alpha": 1.0, "class_weight": "balanced"},
+            requires=("text",),
+            accepts_deadline=True,
         ),
         Family(
             "complement_nb",

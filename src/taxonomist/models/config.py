@@ -27,7 +27,9 @@ MAX_TRIALS = 10_000
 MetricName = Literal[
     "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"
 ]
-FamilyName = Literal["linear_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"]
+FamilyName = Literal[
+    "linear_svm", "nb_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"
+]
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 

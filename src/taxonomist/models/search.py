@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 KEEP_TOP = 30
-CHEAP_FIRST = ["complement_nb", "logreg", "linear_svm", "lightgbm", "embed", "catboost"]
+CHEAP_FIRST = ["complement_nb", "logreg", "linear_svm", "nb_svm", "lightgbm", "embed", "catboost"]
 ENSEMBLE_POOL = 8  # best trials the ensemble draws from; their refit time is reserved
 
 
