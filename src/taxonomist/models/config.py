@@ -76,7 +76,8 @@ class TrainOptions(BaseModel):
         ge=0,
         description="The fewest rows a second a batch prediction must reach; ensemble members "
         "that would break it are left out. 0 or null: no limit (e.g. to let text embeddings "
-        "in when accuracy matters more than speed).",
+        "in when accuracy matters more than speed). Giving 'trials' without it removes the "
+        "default, as for the time budget: measured costs vary from run to run.",
     )
     seed: int | None = Field(default=None, description="Seed (default: TAXONOMIST_SEED).")
     promote: bool = Field(
@@ -85,8 +86,12 @@ class TrainOptions(BaseModel):
 
     @model_validator(mode="after")
     def _trials_replace_the_default_budget(self) -> Self:
+        # Both default budgets are clock readings; a trial count promises the same model from
+        # the same data, so it replaces them (a budget given explicitly still holds).
         if self.trials is not None and "time_budget" not in self.model_fields_set:
             self.time_budget = None
+        if self.trials is not None and "min_rows_per_second" not in self.model_fields_set:
+            self.min_rows_per_second = None
         return self
 
 
