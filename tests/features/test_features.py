@@ -340,3 +340,58 @@ def test_fast_path_with_integer_codes_and_no_text() -> None:
     assert isinstance(fast, ColumnView)
     slow = model.prepare(pd.DataFrame(records))
     assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)
+
+
+@pytest.mark.parametrize("labels", [["yes", "no"], ["a", "b", "c"]], ids=["binary", "multiclass"])
+def test_count_and_target_encoder_lookups_equal_their_dataframe_paths(labels) -> None:
+    from taxonomist.features.categorical import CategoryStrings, CountEncoder, target_encoder
+    from taxonomist.features.columns import ColumnView
+
+    rng = np.random.default_rng(6)
+    train = pd.DataFrame(
+        {"x": rng.choice(["a", "b", "c", "d"], 300), "y": rng.choice(["p", "q", "r"], 300)}
+    )
+    train.loc[[3, 7, 11], "y"] = None
+    target = rng.choice(labels, 300)
+    new = {
+        "x": np.array(["a", "unseen", None, "d"], dtype=object),
+        "y": np.array([None, "q", "zzz", "r"], dtype=object),
+    }
+    for encoder in (CountEncoder(), target_encoder(0), CategoryStrings()):
+        encoder.fit(train, target)
+        assert encoder.accepts_column_view
+        fast = np.asarray(encoder.transform(ColumnView(new)))
+        slow = np.asarray(encoder.transform(pd.DataFrame(new)))
+        assert fast.shape == slow.shape, type(encoder).__name__
+        assert (fast == slow).all(), type(encoder).__name__
+    # An unseen level gets the training mean of the target, not another level's encoding.
+    encoded = target_encoder(0).fit(train, target).transform(ColumnView(new))
+    assert not np.allclose(encoded[1, : encoded.shape[1] // 2], encoded[0, : encoded.shape[1] // 2])
+
+
+def test_single_record_fast_path_covers_booster_blocks() -> None:
+    from taxonomist.features.columns import ColumnView
+    from taxonomist.models.train import train
+
+    rng = np.random.default_rng(7)
+    n = 600
+    table = pd.DataFrame(
+        {
+            "site": rng.choice(["a1", "b2", "c3", "d4", "e5"], n),
+            "device": rng.choice(["phone", "tablet", None], n),
+            "size": rng.normal(size=n),
+            "title": rng.choice(["red shoes", "blue shirt", "green hat", ""], n),
+        }
+    )
+    table["click"] = np.where((table["site"] == "a1") ^ (table["size"] > 0.5), "yes", "no")
+    model = train(table, target="click", trials=2, families=["lightgbm", "catboost"]).model
+    assert {m.family for m in model.members} <= {"lightgbm", "catboost"}
+    records = [
+        {"site": "a1", "device": "phone", "size": 0.9, "title": "red shoes"},
+        {"site": "zz", "device": None, "size": None, "title": ""},
+        {"site": None, "device": "watch", "size": "-1.5", "title": None},
+    ]
+    fast = model._inputs(records)
+    assert isinstance(fast, ColumnView)
+    slow = model.prepare(pd.DataFrame(records))
+    assert np.allclose(model._proba(fast), model._proba(slow), atol=1e-6)

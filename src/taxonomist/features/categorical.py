@@ -96,6 +96,8 @@ class CountEncoder(TransformerMixin, BaseEstimator):
     sellers) and, unlike one-hot, costs one column per feature whatever the cardinality.
     """
 
+    accepts_column_view = True
+
     def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize
 
@@ -110,10 +112,19 @@ class CountEncoder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "counts_")
-        df = as_category_strings(self._check(X, reset=False))
-        out = np.empty(df.shape, dtype=np.float32)
-        for j, (col, counts) in enumerate(zip(df.columns, self.counts_, strict=True)):
-            out[:, j] = df[col].map(counts).fillna(0).to_numpy(dtype=np.float32)
+        if isinstance(X, ColumnView):  # a few records: dict lookups, no pandas
+            out = np.array(
+                [
+                    [counts.get(v, 0) for v in _code_strings(X[c])]
+                    for c, counts in zip(X.columns, self.counts_, strict=True)
+                ],
+                dtype=np.float32,
+            ).T.reshape(len(X), len(self.counts_))
+        else:
+            df = as_category_strings(self._check(X, reset=False))
+            out = np.empty(df.shape, dtype=np.float32)
+            for j, (col, counts) in enumerate(zip(df.columns, self.counts_, strict=True)):
+                out[:, j] = df[col].map(counts).fillna(0).to_numpy(dtype=np.float32)
         return np.log1p(out) if self.normalize else out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -133,6 +144,8 @@ class CountEncoder(TransformerMixin, BaseEstimator):
 class CategoryStrings(TransformerMixin, BaseEstimator):
     """Cast categorical columns to strings with an explicit missing level (for CatBoost)."""
 
+    accepts_column_view = True
+
     def fit(self, X: Any, y: Any = None) -> CategoryStrings:
         self.n_features_in_ = (
             np.asarray(X).shape[1] if not isinstance(X, pd.DataFrame) else X.shape[1]
@@ -141,6 +154,8 @@ class CategoryStrings(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> pd.DataFrame:
         check_is_fitted(self, "n_features_in_")
+        if isinstance(X, ColumnView):
+            return pd.DataFrame({c: _code_strings(X[c]) for c in X.columns})
         return as_category_strings(X)
 
 
@@ -218,11 +233,65 @@ def one_hot(min_frequency: int = 2, max_categories: int | None = None) -> OneHot
     )
 
 
+class FastTargetEncoder(TargetEncoder):
+    """scikit-learn's target encoder plus a lookup-table path for :class:`ColumnView` input
+    (a few records). Its own ``transform`` checks every known category for NaN on each call
+    (~18,000 checks a record on Avazu: 80 % of a booster ensemble's single-record time); the
+    table holds each category's encoded values, read off the parent's own ``transform``, so
+    the output is the same (tested)."""
+
+    @property
+    def accepts_column_view(self) -> bool:
+        return self._lookup() is not None
+
+    def _lookup(self) -> tuple[list[dict[Any, np.ndarray]], list[np.ndarray]] | None:
+        """Per column: category -> its encoded values, and the values of an unseen category
+        (the target mean). ``None`` unless every category is a string (or missing)."""
+        if "lookup_" in self.__dict__:
+            return self.__dict__["lookup_"]
+        out = None
+        if all(
+            _missing_key(c) is None or isinstance(c, str) for cats in self.categories_ for c in cats
+        ):
+            names = list(getattr(self, "feature_names_in_", range(self.n_features_in_)))
+            width = len(self.classes_) if self.target_type_ == "multiclass" else 1
+            unseen = "\x00unseen\x00"
+            tables, unknown = [], []
+            for i, cats in enumerate(self.categories_):
+                probe = {n: [self.categories_[j][0]] * (len(cats) + 1) for j, n in enumerate(names)}
+                probe[names[i]] = [*cats, unseen]
+                frame = (
+                    pd.DataFrame(probe)
+                    if isinstance(names[0], str)
+                    else np.array(list(probe.values()), dtype=object).T
+                )
+                values = super().transform(frame)[:, i * width : (i + 1) * width]
+                tables.append({_missing_key(c): values[r] for r, c in enumerate(cats)})
+                unknown.append(values[-1])
+            out = (tables, unknown)
+        self.__dict__["lookup_"] = out
+        return out
+
+    def transform(self, X: Any) -> Any:
+        if not isinstance(X, ColumnView):
+            return super().transform(X)
+        lookup = self._lookup()
+        if lookup is None:
+            return super().transform(X.to_frame())
+        tables, unknown = lookup
+        return np.hstack(
+            [
+                np.array([table.get(_missing_key(v), miss) for v in X[c]], dtype=np.float64)
+                for c, table, miss in zip(X.columns, tables, unknown, strict=True)
+            ]
+        ).reshape(len(X), -1)
+
+
 def target_encoder(seed: int = 0) -> TargetEncoder:
     """Out-of-fold target (CTR) encoder: ``fit_transform`` cross-fits, so a row's own label
     never leaks into its encoding; ``transform`` uses the encoding learned on all rows."""
     from sklearn.model_selection import KFold
 
-    return TargetEncoder(
+    return FastTargetEncoder(
         target_type="auto", smooth="auto", cv=KFold(5, shuffle=True, random_state=seed)
     )

@@ -86,6 +86,17 @@ def _to_float(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+class RawNumeric(FunctionTransformer):
+    """:func:`raw_numeric`, also for :class:`ColumnView` input (the single-record path)."""
+
+    accepts_column_view = True
+
+    def transform(self, X: Any) -> Any:
+        if isinstance(X, ColumnView):
+            return _as_float(X).astype(np.float32)
+        return super().transform(X)
+
+
 def raw_numeric() -> FunctionTransformer:
     """For trees: values as they are; NaN stays NaN (LightGBM and CatBoost route it)."""
-    return FunctionTransformer(_to_float, feature_names_out="one-to-one")
+    return RawNumeric(_to_float, feature_names_out="one-to-one")
