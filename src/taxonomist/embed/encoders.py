@@ -10,6 +10,7 @@ Each loads lazily on first use and stays loaded for the process.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -44,6 +45,18 @@ class Encoder:
         texts = [t[:MAX_CHARS] for t in texts]
         for i in range(0, len(texts), batch_size):
             out[i : i + batch_size] = fn(texts[i : i + batch_size])
+        return out
+
+    def encode_as_asked(self, texts: list[str]) -> np.ndarray:
+        """Each text embedded as it would be asked alone (a quality test scores what a user
+        gets): by MiniLM's int8 one-text engine when that is the configured one, else in
+        batches (TorchScript gives the batch path's vectors to 1e-6)."""
+        if self.name != "minilm" or _question_engine() != "onnx-int8":
+            return self.encode(texts)
+        one = one_text_encoder("onnx-int8")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = one(text[:MAX_CHARS])
         return out
 
     def estimate_seconds(self, texts: list[str]) -> float:
@@ -101,11 +114,10 @@ def _load_sentence_transformer() -> Any:
 
 def _load_minilm() -> Callable[[list[str]], np.ndarray]:
     model = _sentence_transformer()
-    engine = _question_engine()
 
     def encode(texts: list[str]) -> np.ndarray:
         if len(texts) == 1:  # a question asked now: the one-text engine, on one thread
-            return one_text_encoder(engine)(texts[0])[None, :]
+            return one_text_encoder(_question_engine())(texts[0])[None, :]
         return np.asarray(
             model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
             dtype=np.float32,
@@ -126,13 +138,16 @@ def _question_engine() -> str:
     when onnxruntime is not installed."""
     from taxonomist.config import get_settings
 
-    engine = get_settings().question_engine
+    engine = get_settings().question_engine  # a cached getter: read per question, cheaply
     if engine == "onnx-int8" and not onnx_available():
-        logger.info("onnxruntime is not installed: questions are embedded by TorchScript")
+        if not _held.get("told-no-onnx"):
+            _held["told-no-onnx"] = True
+            logger.info("onnxruntime is not installed: questions are embedded by TorchScript")
         return "torchscript"
     return engine
 
 
+@functools.cache
 def onnx_available() -> bool:
     import importlib.util
 
