@@ -51,14 +51,22 @@ def test_the_quantised_graph_is_kept_under_the_home(home, questions) -> None:
 def test_a_single_question_takes_the_configured_engine(home, monkeypatch, questions) -> None:
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("onnxruntime")
-    from taxonomist.embed.encoders import _question_engine, one_text_encoder
+    from taxonomist.embed.encoders import _question_engine, get_encoder, one_text_encoder
 
+    minilm = get_encoder("minilm")
     assert _question_engine() == "onnx-int8"  # the default when onnxruntime is installed
+    asked = minilm.encode_as_asked([questions[0]])[0]
+    np.testing.assert_array_equal(asked, one_text_encoder("onnx-int8")(questions[0]))
+    # One text through encode() (a record to classify, a batch's last text) stays exact.
+    exact = minilm.encode([questions[0]])[0]
+    np.testing.assert_array_equal(exact, one_text_encoder("torchscript")(questions[0]))
+    assert float(asked @ exact) < 0.99999  # the two paths do differ
     monkeypatch.setenv("TAXONOMIST_QUESTION_ENGINE", "torchscript")
     from taxonomist.config import get_settings
 
     get_settings.cache_clear()
     assert _question_engine() == "torchscript"
+    np.testing.assert_array_equal(minilm.encode_as_asked([questions[0]])[0], exact)
     with pytest.raises(InvalidParameterError, match="Choose one of: onnx-int8, torchscript"):
         one_text_encoder("onnx-fp16")
     monkeypatch.setenv("TAXONOMIST_QUESTION_ENGINE", "fast")

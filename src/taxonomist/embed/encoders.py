@@ -48,9 +48,10 @@ class Encoder:
         return out
 
     def encode_as_asked(self, texts: list[str]) -> np.ndarray:
-        """Each text embedded as it would be asked alone (a quality test scores what a user
-        gets): by MiniLM's int8 one-text engine when that is the configured one, else in
-        batches (TorchScript gives the batch path's vectors to 1e-6)."""
+        """Each text embedded as a question asked alone is (search, and a quality test that
+        scores what a user gets): by MiniLM's one-text engine when that is int8, else as
+        :meth:`encode` does (TorchScript gives the batch path's vectors to 1e-6). Passages and
+        records to classify keep :meth:`encode`'s exact vectors."""
         if self.name != "minilm" or _question_engine() != "onnx-int8":
             return self.encode(texts)
         one = one_text_encoder("onnx-int8")
@@ -116,8 +117,10 @@ def _load_minilm() -> Callable[[list[str]], np.ndarray]:
     model = _sentence_transformer()
 
     def encode(texts: list[str]) -> np.ndarray:
-        if len(texts) == 1:  # a question asked now: the one-text engine, on one thread
-            return one_text_encoder(_question_engine())(texts[0])[None, :]
+        # One text (a record to predict, the last of a batch): the exact TorchScript graph on
+        # one thread. A question asked now goes through Encoder.encode_as_asked instead.
+        if len(texts) == 1:
+            return one_text_encoder("torchscript")(texts[0])[None, :]
         return np.asarray(
             model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False),
             dtype=np.float32,

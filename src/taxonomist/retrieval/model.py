@@ -219,7 +219,7 @@ class RetrievalModel:
         for name in meta["collections"].values():
             store.open(name)
         if model._encoder is not None:
-            model._encoder.encode(["warm up"])  # loads the weights now, not on a question
+            model._encoder.encode_as_asked(["warm up"])  # loads the engine now, not on a question
         return model
 
     def close(self) -> None:
@@ -238,7 +238,7 @@ class RetrievalModel:
             vectors[BIGRAMS] = (list(pairs), [float(v) for v in pairs.values()])
         if self._encoder is not None:
             if embedding is None:
-                embedding = self._encoder.encode([text])[0]
+                embedding = self._encoder.encode_as_asked([text])[0]
             vectors[DENSE] = embedding.tolist()
         return vectors
 
