@@ -41,7 +41,10 @@ def test_bm25_matches_the_published_baseline_and_indexes_fast(tmp_path) -> None:
     store = EdgeStore(tmp_path)
     start = time.perf_counter()
     plain = build_model(
-        "plain", ds, store, RetrievalParams(method="bm25", stem=False, sentences=False)
+        "plain",
+        ds,
+        store,
+        RetrievalParams(method="bm25", stem=False, sentences=False, bigrams=False),
     )
     rate = len(ds.passages) / (time.perf_counter() - start)
     scores = evaluate(plain, ds, latency_sample=50)
@@ -157,7 +160,12 @@ def test_hybrid_beats_both_baselines_on_held_out_questions(tmp_path) -> None:
     hybrid = evaluate(build_model("h", ds, store), ds, latency_sample=0)
     assert hybrid["top1"] >= 0.85 and hybrid["top5"] >= 0.95
     bm25 = evaluate(
-        build_model("b", ds, store, RetrievalParams(method="bm25", stem=False, sentences=False)),
+        build_model(
+            "b",
+            ds,
+            store,
+            RetrievalParams(method="bm25", stem=False, sentences=False, bigrams=False),
+        ),
         ds,
         latency_sample=0,
     )

@@ -194,5 +194,5 @@ def test_hybrid_gives_the_same_answers_on_both_backends(tmp_path, small) -> None
     server = build_model("h", small, _server(tmp_path / "server"))
     questions = small.questions["question"].head(40).tolist()
     assert edge.rank_many(questions, k=5) == server.rank_many(questions, k=5)
-    assert edge.signals == ["bm25", "bm25_sentence", "dense", "dense_sentence"]
+    assert edge.signals == ["bm25", "bm25_sentence", "dense", "dense_sentence", "bm25_bigram"]
     assert edge.meta["encoder"] == "minilm" and edge.meta["language"] == "en"

@@ -1,7 +1,7 @@
 """Retrieval models: BM25, dense and hybrid, stored in Qdrant under an id.
 
 A model indexes each passage twice: whole, and sentence by sentence (the sentence a question
-paraphrases is a sharper target than the passage around it). Up to four signals score a
+paraphrases is a sharper target than the passage around it). Up to five signals score a
 passage for a question:
 
 ====================  ============================================================
@@ -9,15 +9,20 @@ passage for a question:
 ``bm25_sentence``     BM25 of its best sentence
 ``dense``             cosine of the passage's and the question's sentence embeddings
 ``dense_sentence``    cosine of its best sentence
+``bm25_bigram``       BM25 of the passage's word pairs (adjacent terms once stop words
+                      are dropped): a question that repeats a phrase of its passage
 ====================  ============================================================
 
-``bm25`` uses the first two, ``dense`` the last two, ``hybrid`` all four (``sentences=False``
-keeps passages only). Searching gathers the ``candidates`` best passages of each signal,
-looks up every candidate's exact score on the passage-level signals (``rescore``: filtered
-queries), and fuses: a weighted sum of per-question z-scores (``weighted``; the default weights
-were tuned on the first part of the shared SQuAD sample, never on the second) or
-reciprocal-rank fusion (``rrf``). ``tune=True`` fits the weights on the build dataset's own
-questions instead.
+``bm25`` uses the BM25 signals, ``dense`` the cosines, ``hybrid`` all five (``sentences=False``
+keeps passages only, ``bigrams=False`` drops the word pairs). The pairs' weights share the
+passage's sparse vector with its words' (a pair hashes to its own index, and a query names
+words or pairs, never both), so they need no other index.
+
+Searching gathers the ``candidates`` best passages of each signal, looks up every candidate's
+exact score on the passage-level signals (``rescore``: filtered queries), and fuses: a
+weighted sum of per-question z-scores (``weighted``; the default weights were tuned on the
+first part of the shared SQuAD sample, never on the second) or reciprocal-rank fusion
+(``rrf``). ``tune=True`` fits the weights on the build dataset's own questions instead.
 
 BM25 is computed here rather than by ``bm25s`` or Qdrant's own BM25: its term weights (IDF
 included) go into Qdrant sparse vectors, so one index lives in the same store as the dense
@@ -38,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taxonomist.errors import ConflictError, InvalidParameterError, NotFoundError
 from taxonomist.retrieval.corpus import QADataset
@@ -47,9 +52,20 @@ from taxonomist.retrieval.text import LANGUAGES, Preprocessing, Tokenizer, split
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("bm25", "bm25_sentence", "dense", "dense_sentence")
+SIGNALS = ("bm25", "bm25_sentence", "dense", "dense_sentence", "bm25_bigram")
 # Tuned on squad_v2_part1 (python bench/retrieval.py --tune); part2 is the held-out check.
-DEFAULT_WEIGHTS = {"bm25": 1.0, "bm25_sentence": 0.5, "dense": 1.0, "dense_sentence": 0.5}
+# The pairs' weight and the best sentence's BM25 moved together: 0.25/0.25 tops a plateau
+# (0.25-0.5 each: top-1 0.854-0.856 on part 1), taken over the grid's corner (best sentence 0).
+DEFAULT_WEIGHTS = {
+    "bm25": 1.0,
+    "bm25_sentence": 0.25,
+    "dense": 1.0,
+    "dense_sentence": 0.5,
+    "bm25_bigram": 0.25,
+}
+# The weights before word pairs (bigrams=False keeps them): tuned on part 1 the same way.
+WEIGHTS_WITHOUT_BIGRAMS = {"bm25": 1.0, "bm25_sentence": 0.5, "dense": 1.0, "dense_sentence": 0.5}
+BIGRAMS = "bm25_bigram"  # the query vector of the word pairs (searched with the SPARSE vectors)
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BATCH = 256
@@ -71,6 +87,10 @@ class RetrievalParams(BaseModel):
     b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
     stem: bool = Field(default=True, description="BM25 on Snowball stems of words.")
     stopwords: bool = Field(default=True, description="BM25 ignores the language's stop words.")
+    bigrams: bool = Field(
+        default=True,
+        description="Also score a passage by BM25 of its word pairs (phrases a question repeats).",
+    )
     sentences: bool = Field(
         default=True, description="Also index each sentence; a passage scores by its best one too."
     )
@@ -99,13 +119,38 @@ class RetrievalParams(BaseModel):
     )
     preprocessing: Preprocessing = Field(default_factory=lambda: Preprocessing())
 
+    @field_validator("weights")
+    @classmethod
+    def _known_signals(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        unknown = sorted(set(value or {}) - set(SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"The 'weights' parameter names unknown signals: {', '.join(unknown)}. Choose "
+                f"from: {', '.join(SIGNALS)}."
+            )
+        if value and any(not math.isfinite(w) or w < 0 for w in value.values()):
+            raise ValueError(
+                f"The 'weights' parameter takes finite weights >= 0. Got {value} instead."
+            )
+        return value
+
     def signals(self) -> list[str]:
         wanted = {
-            "bm25": ["bm25", "bm25_sentence"],
+            "bm25": ["bm25", "bm25_sentence", "bm25_bigram"],
             "dense": ["dense", "dense_sentence"],
             "hybrid": list(SIGNALS),
         }[self.method]
-        return [s for s in wanted if self.sentences or not s.endswith("_sentence")]
+        return [
+            s
+            for s in wanted
+            if (self.sentences or not s.endswith("_sentence"))
+            and (self.bigrams or s != "bm25_bigram")
+        ]
+
+
+def default_weights(signals: Sequence[str]) -> dict[str, float]:
+    """The fusion weights tuned on SQuAD part 1 for these signals (with or without pairs)."""
+    return DEFAULT_WEIGHTS if "bm25_bigram" in signals else WEIGHTS_WITHOUT_BIGRAMS
 
 
 def check_model_id(model_id: str) -> None:
@@ -174,7 +219,7 @@ class RetrievalModel:
         for name in meta["collections"].values():
             store.open(name)
         if model._encoder is not None:
-            model._encoder.encode(["warm up"])  # loads the weights now, not on a question
+            model._encoder.encode_as_asked(["warm up"])  # loads the engine now, not on a question
         return model
 
     def close(self) -> None:
@@ -188,9 +233,12 @@ class RetrievalModel:
         if any(s.startswith("bm25") for s in self.signals):
             counts = self.tokenizer.counts(text)
             vectors[SPARSE] = (list(counts), [float(v) for v in counts.values()])
+        if "bm25_bigram" in self.signals:
+            pairs = self.tokenizer.bigram_counts(text)
+            vectors[BIGRAMS] = (list(pairs), [float(v) for v in pairs.values()])
         if self._encoder is not None:
             if embedding is None:
-                embedding = self._encoder.encode([text])[0]
+                embedding = self._encoder.encode_as_asked([text])[0]
             vectors[DENSE] = embedding.tolist()
         return vectors
 
@@ -208,9 +256,15 @@ class RetrievalModel:
             signals_here = [s for s in wanted if s.endswith("_sentence") == (part == "sentences")]
             if not signals_here:
                 continue
-            usings = [SPARSE if s.startswith("bm25") else DENSE for s in signals_here]
             queries = [
-                (u, vectors[u], limits[s]) for s, u in zip(signals_here, usings, strict=True)
+                (
+                    SPARSE if s.startswith("bm25") else DENSE,
+                    vectors[
+                        BIGRAMS if s == "bm25_bigram" else SPARSE if s.startswith("bm25") else DENSE
+                    ],
+                    limits[s],
+                )
+                for s in signals_here
             ]
             results = self.store.query(
                 self.meta["collections"][part], queries, passage_ids=passage_ids
@@ -296,7 +350,7 @@ class RetrievalModel:
         if self._encoder is None:
             return None
         cleaned = [self.params.preprocessing.clean(q, self.language) for q in questions]
-        return self._encoder.encode(cleaned)
+        return self._encoder.encode_as_asked(cleaned)  # the vectors search() would use
 
     def rank_many(
         self,
@@ -418,6 +472,11 @@ def build_model(
                 if sparse
                 else None
             )
+            if weights is not None and part == "passages" and "bm25_bigram" in signals:
+                pairs = _bm25_vectors(
+                    [tokenizer.bigram_counts(t) for t in texts], params.k1, params.b
+                )
+                weights = [(w[0] + p[0], w[1] + p[1]) for w, p in zip(weights, pairs, strict=True)]
             for start in range(0, len(texts), BATCH):
                 chunk = slice(start, start + BATCH)
                 dense = encoder.encode(texts[chunk]) if encoder else None
@@ -436,7 +495,9 @@ def build_model(
             "language": language,
             "encoder": encoder_name,
             "signals": signals,
-            "weights": {s: (params.weights or DEFAULT_WEIGHTS).get(s, 0.0) for s in signals},
+            "weights": {
+                s: (params.weights or default_weights(signals)).get(s, 0.0) for s in signals
+            },
             "collections": collections,
             "max_sentences": max_sentences,
             "n_passages": len(passages),
@@ -508,17 +569,19 @@ def tune_weights(
             cases.append((model.normalise(matrix), ids.index(truth[i])))
         if on_progress is not None and n % 100 == 99:
             on_progress("tuning", n + 1, len(pick))
-    best, best_mrr = dict(model.weights), -1.0
     rest = model.signals[1:]
-    for combo in itertools.product(WEIGHT_GRID, repeat=len(rest)):
-        weights = {model.signals[0]: 1.0, **dict(zip(rest, combo, strict=True))}
-        w = np.array([weights[s] for s in model.signals])
-        mrr = 0.0
-        for normalised, right in cases:
-            scores = normalised @ w
-            rank = int((scores > scores[right]).sum())
-            mrr += 1.0 / (rank + 1) if rank < 10 else 0.0
-        if mrr > best_mrr:
-            best, best_mrr = weights, mrr
+    grid = np.array(
+        [(1.0, *combo) for combo in itertools.product(WEIGHT_GRID, repeat=len(rest))]
+    ).T  # signals x combinations: every combination scored at once
+    mrr = np.zeros(grid.shape[1])
+    for normalised, right in cases:
+        scores = normalised @ grid
+        rank = (scores > scores[right]).sum(axis=0)
+        mrr += np.where(rank < 10, 1.0 / (rank + 1), 0.0)
+    if not cases:
+        return dict(model.weights)
+    top = int(np.argmax(mrr))  # the first of equals: the grid's order, as before
+    best = dict(zip(model.signals, (float(w) for w in grid[:, top]), strict=True))
+    best_mrr = float(mrr[top])
     logger.info("tuned fusion weights %s (MRR@10 %.3f)", best, best_mrr / max(len(pick), 1))
     return best

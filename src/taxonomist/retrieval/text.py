@@ -9,6 +9,7 @@ sparse-vector indices, so no vocabulary has to be stored.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 import zlib
@@ -149,6 +150,13 @@ class Tokenizer:
     def counts(self, text: str) -> Counter[int]:
         """Term index -> count; the index is a stable 31-bit hash of the term."""
         return Counter(term_index(t) for t in self.tokens(text))
+
+    def bigram_counts(self, text: str) -> Counter[int]:
+        """Word-pair index -> count: each two adjacent terms of :meth:`tokens` (stop words
+        dropped, so "capital of France" pairs "capit franc"). A pair's text holds a space and
+        a word's never does, so their hashes are of different strings."""
+        terms = self.tokens(text)
+        return Counter(term_index(f"{a} {b}") for a, b in itertools.pairwise(terms))
 
 
 def term_index(term: str) -> int:
