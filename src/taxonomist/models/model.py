@@ -49,6 +49,9 @@ class TaxonomistModel:
     metric: str
     info: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = None
+    # Log-linear pool or stacker over the members' probabilities (models/ensemble.py); None:
+    # the members' weighted average. Models saved before it existed load with None.
+    combiner: Any = None
 
     # -- input ------------------------------------------------------------------------------
     @property
@@ -238,16 +241,21 @@ class TaxonomistModel:
 
     def _proba_rows(self, X: pd.DataFrame | ColumnView) -> np.ndarray:
         outputs = self.blocks.transform(X, self._member_blocks())
-        total = np.zeros((len(X), len(self.classes)), dtype=np.float64)
         matrices: dict[tuple[tuple[str, ...], str], Any] = {}
+        probas = []
         for m in self.members:
             family = FAMILIES[m.family]
             key = (family.blocks, family.layout)  # members of one layout share one matrix
             if key not in matrices:
                 matrices[key] = family_matrix(family, outputs)
-            matrix = matrices[key]
-            p = proba_full(m.estimator, matrix, len(self.classes))
-            total += m.weight * apply_temperature(p, m.temperature)
+            p = proba_full(m.estimator, matrices[key], len(self.classes))
+            probas.append(apply_temperature(p, m.temperature))
+        if self.combiner is not None:
+            total = self.combiner.combine(probas)
+        else:
+            total = sum(
+                m.weight * p.astype(np.float64) for m, p in zip(self.members, probas, strict=True)
+            )
         return floor_probabilities(apply_temperature(total.astype(np.float32), self.temperature))
 
     def predict_proba(self, data: Records) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from taxonomist.models.calibration import apply_temperature, fit_temperature
 from taxonomist.models.candidates import FAMILIES, DeadlineReached, Task
 from taxonomist.models.config import DEFAULT_TIME_BUDGET, TrainConfig
 from taxonomist.models.cost import BATCH_ROWS, Cost, EnsembleCosts, PredictBudget, embedding_cost
-from taxonomist.models.ensemble import greedy_ensemble
+from taxonomist.models.ensemble import choose_combination
 from taxonomist.models.metrics import (
     Metric,
     classification_metrics,
@@ -350,17 +350,34 @@ def _finish(
     costs = EnsembleCosts(search.blocks, search.df)
     records, allowed, left_out = _affordable(result.records, costs, budget)
     records = ensemble_pool(records, metric)
-    weights, _ = greedy_ensemble(
+    combination = choose_combination(
         [r.oof for r in records],
         y_valid,
         metric,
         allowed=None if allowed is None else lambda idx: allowed([records[i] for i in idx]),
+        seed=search.task.seed,
     )
+    combiner = combination.combiner
+    weights = combination.weights
+    if combiner is not None:  # the pooled candidates are the members; heaviest refit first
+        weights = np.zeros(len(records))
+        weights[combination.inputs] = combiner.member_shares() + 1e-9
     members = _refit_members(search, records, weights, y, started, time_budget)
+    kept = [r for r in records if any(m.trial is r for m in members)]
+    if combiner is not None and len(kept) < len(combination.inputs):
+        # A member had no time to refit: the pool is refitted on those that are left.
+        combiner = type(combiner)().fit([r.oof for r in kept], y_valid)
+        combination.predictions = combiner.combine([r.oof for r in kept])
+    if combiner is not None:
+        members.sort(key=lambda m: records.index(m.trial))  # the combiner's input order
+        for m, share in zip(members, combiner.member_shares(), strict=True):
+            m.weight = float(share)
+        oof = combination.predictions
     weights = np.array([next((m.weight for m in members if m.trial is r), 0.0) for r in records])
     for m in members:
         m.trial = None  # the search record holds out-of-fold arrays: not part of the model
-    oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
+    if combiner is None:
+        oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
     temperature = fit_temperature(oof, y_valid)
     calibrated = apply_temperature(oof, temperature)
@@ -390,8 +407,13 @@ def _finish(
         members=members,
         temperature=temperature,
         metric=metric.name,
+        combiner=combiner,
     )
     prepare_for_inference(model)
+    model.info["combination"] = {
+        "kind": combination.kind,
+        "cross_validated": combination.scores,
+    }
     model.info["trials"] = [
         {
             "number": r.number,
