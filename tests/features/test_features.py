@@ -251,11 +251,13 @@ def test_linear_svm_stops_at_its_deadline() -> None:
 def test_missing_torch_extra_names_the_extra(monkeypatch) -> None:
     import sys
 
+    from taxonomist.embed import encoders
     from taxonomist.embed.encoders import ENCODERS, _models
     from taxonomist.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     monkeypatch.delitem(_models, "minilm", raising=False)
+    monkeypatch.setattr(encoders, "_held", {})  # nor the model an earlier test loaded
     with pytest.raises(MissingExtraError, match=r"pip install 'taxonomist\[torch\]'"):
         ENCODERS["minilm"].encode(["hello"])
 
