@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test install lint typecheck bench clean
 
 # torch is pinned and installed first: a looser requirement pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml setup.py src/taxonomist/features/_ngrams.pyx
+$(VENV)/.installed: pyproject.toml setup.py src/taxonomist/features/_ngrams.pyx src/taxonomist/models/_svm.pyx
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
