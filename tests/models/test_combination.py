@@ -97,3 +97,44 @@ def test_a_trained_model_with_a_combiner_saves_and_predicts_the_same(toy, home, 
     assert np.allclose(
         again.predict_proba(record).to_numpy(), again.predict_proba(toy.head(1)).to_numpy()
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc"]
+)
+def test_scores_equal_scikit_learns(name: str) -> None:
+    """The scores are computed from confusion counts and ranks (the blends are scored
+    thousands of times); they equal scikit-learn's, with classes absent from the rows, the
+    predictions or both, and tied probabilities."""
+    import warnings
+
+    from sklearn import metrics as skm
+
+    from taxonomist.models.metrics import METRICS
+
+    reference = {
+        "f1_macro": lambda y, p: skm.f1_score(y, p, average="macro"),
+        "f1_weighted": lambda y, p: skm.f1_score(y, p, average="weighted"),
+        "accuracy": skm.accuracy_score,
+        "balanced_accuracy": skm.balanced_accuracy_score,
+    }.get(name)
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        y = rng.choice([0, 1, 2, 4], 60)  # class 3 never occurs; 5 only in the predictions
+        proba = rng.random((60, 6)) ** 3
+        proba[:, 3] = 0.0
+        proba[: trial % 7, 5] = 9.0
+        proba = np.round(proba, 1) + 0.01  # ties
+        if reference is None:  # ROC AUC: on the probabilities, over the classes of the rows
+            present = np.unique(y)
+            p = proba[:, present] / np.clip(
+                proba[:, present].sum(axis=1, keepdims=True), 1e-12, None
+            )
+            expected = skm.roc_auc_score(np.searchsorted(present, y), p, multi_class="ovr")
+            binary = skm.roc_auc_score(y == 2, proba[:, 2])
+            assert METRICS[name](y == 2, proba[:, [0, 2]]) == pytest.approx(binary, abs=1e-12)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scikit-learn warns of the absent classes
+                expected = reference(y, proba.argmax(axis=1))
+        assert METRICS[name](y, proba) == pytest.approx(expected, abs=1e-12)

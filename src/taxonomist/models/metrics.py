@@ -33,26 +33,65 @@ def _labels(proba: np.ndarray) -> np.ndarray:
 
 
 def _auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC, as scikit-learn's (one-vs-rest macro over the classes of the rows, their
+    probabilities renormalised), from ranks: 1 ms for 16,000 rows where ``roc_auc_score``
+    takes 7 ms."""
     if proba.shape[1] == 2:
-        return skm.roc_auc_score(y, proba[:, 1])
+        return _binary_auc(np.asarray(y) == 1, proba[:, 1])
     present = np.unique(y)
     p = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-12, None)
-    return skm.roc_auc_score(np.searchsorted(present, y), p, multi_class="ovr", average="macro")
+    return float(np.mean([_binary_auc(y == c, p[:, i]) for i, c in enumerate(present)]))
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The Mann-Whitney statistic: the chance a positive outranks a negative, ties half."""
+    from scipy.stats import rankdata
+
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("Only one class present in y_true. ROC AUC score is not defined.")
+    ranks = rankdata(np.asarray(score, dtype=np.float64))
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=np.arange(proba.shape[1]))
 
 
+def _counts(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: rows right, rows of the class, rows predicted as it."""
+    k = proba.shape[1]
+    y = np.asarray(y, dtype=np.int64)
+    pred = _labels(proba)
+    right = np.bincount(y[pred == y], minlength=k)
+    return right, np.bincount(y, minlength=k), np.bincount(pred, minlength=k)
+
+
+# scikit-learn's scores from the confusion counts: the ensemble search scores thousands of
+# candidate blends, and ``f1_score``'s input checks cost 3 ms a call (50 µs here).
+def _f1(average: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def score(y: np.ndarray, proba: np.ndarray) -> float:
+        right, true, predicted = _counts(y, proba)
+        seen = true + predicted
+        f1 = 2.0 * right / np.maximum(seen, 1)
+        if average == "macro":  # over the classes of the rows or of the predictions
+            return float(f1[seen > 0].mean())
+        return float((f1 * true).sum() / true.sum())
+
+    return score
+
+
+def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
+    right, true, _ = _counts(y, proba)
+    return float((right[true > 0] / true[true > 0]).mean())
+
+
 METRICS: dict[str, Metric] = {
-    "f1_macro": Metric("f1_macro", True, lambda y, p: skm.f1_score(y, _labels(p), average="macro")),
-    "f1_weighted": Metric(
-        "f1_weighted", True, lambda y, p: skm.f1_score(y, _labels(p), average="weighted")
-    ),
-    "accuracy": Metric("accuracy", True, lambda y, p: skm.accuracy_score(y, _labels(p))),
-    "balanced_accuracy": Metric(
-        "balanced_accuracy", True, lambda y, p: skm.balanced_accuracy_score(y, _labels(p))
-    ),
+    "f1_macro": Metric("f1_macro", True, _f1("macro")),
+    "f1_weighted": Metric("f1_weighted", True, _f1("weighted")),
+    "accuracy": Metric("accuracy", True, lambda y, p: float(np.mean(_labels(p) == y))),
+    "balanced_accuracy": Metric("balanced_accuracy", True, _balanced_accuracy),
     "roc_auc": Metric("roc_auc", True, _auc),
     "log_loss": Metric("log_loss", False, _log_loss),
 }

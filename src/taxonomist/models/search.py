@@ -31,6 +31,7 @@ from taxonomist.models.candidates import (
     to_frame,
 )
 from taxonomist.models.cost import BATCH_ROWS, Cost, measure
+from taxonomist.models.ensemble import combination_seconds
 from taxonomist.models.metrics import Metric
 
 logger = logging.getLogger(__name__)
@@ -194,10 +195,12 @@ class ModelSearch:
 
     # -- time accounting -------------------------------------------------------------------
     def refit_reserve(self) -> float:
-        """Seconds to keep for refitting the likely ensemble members on all rows."""
+        """Seconds to keep for choosing how to combine the likely ensemble members and
+        refitting them on all rows."""
         top = ensemble_pool(self.records, self.metric)
         per_fit = sum(r.fold_seconds for r in top) * (1 + 1 / max(len(self.folds), 2))
-        return 2.0 + 1.2 * per_fit
+        choose = combination_seconds(len(self.valid_idx), self.task.n_classes, len(top))
+        return 2.0 + 1.2 * per_fit + choose
 
     def expected_trial_seconds(self, family: str) -> float:
         """Median past cost of the family, or the cost of fitting its blocks if never run."""
