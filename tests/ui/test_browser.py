@@ -66,6 +66,14 @@ def _open(page, name: str, title: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
 
 
+def _click(page, name: str, exact: bool = False) -> None:
+    """Click a button once Streamlit has finished running the page: a click on a button that
+    the running script is about to redraw can be lost (CI once showed the map's button, no
+    job and no progress bar a minute after its click)."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+    page.get_by_role("button", name=name, exact=exact).click()
+
+
 def _choose_file(page, path: Path) -> None:
     """Put a file in the first uploader and wait until its upload has finished: a form submitted
     while the chip still reads "Cancel upload of ..." goes without the file."""
@@ -111,11 +119,11 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         page.get_by_text("Upload a table").click()
         _choose_file(page, data)
         page.get_by_label("Target column (optional: the labels to learn)").fill("label")
-        page.get_by_role("button", name="Upload and validate").click()
+        _click(page, "Upload and validate")
         expect(page.get_by_text("Stored as dataset")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Class counts").first).to_be_visible(timeout=20_000)
         expect(page.get_by_text("Word cloud: title")).to_be_visible()
-        page.get_by_role("button", name="Draw the map").click()
+        _click(page, "Draw the map")
         expect(page.get_by_text("Texts that share words lie close: title")).to_be_visible(
             timeout=60_000
         )
@@ -128,7 +136,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         slider = page.get_by_role("slider")
         slider.focus()
         slider.press("Home")  # the smallest budget: 10 s
-        page.get_by_role("button", name="Start training").click()
+        _click(page, "Start training")
         expect(page.get_by_text("Registered model-1 version 1")).to_be_visible(timeout=120_000)
         expect(page.get_by_text("Per class (cross-validated)")).to_be_visible(timeout=20_000)
         page.screenshot(path=str(SHOTS / "train.png"), full_page=True)
@@ -140,7 +148,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         _open(page, "Predict from input", "Predict from input")
         page.get_by_label("title").fill("bank loan money invest budget")
         page.get_by_label("store").fill("eu")
-        page.get_by_role("button", name="Predict").click()
+        _click(page, "Predict")
         expect(page.get_by_role("heading", name="Prediction: finance")).to_be_visible(
             timeout=20_000
         )
@@ -148,7 +156,7 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
 
         _open(page, "Predict from file", "Predict from file")
         _choose_file(page, data)
-        page.get_by_role("button", name="Predict").click()
+        _click(page, "Predict")
         expect(page.get_by_text(f"{len(toy)} rows predicted with model-1")).to_be_visible(
             timeout=30_000
         )
@@ -160,13 +168,13 @@ def test_browser_flow(ui: str, toy: pd.DataFrame, tmp_path: Path) -> None:
         page.screenshot(path=str(SHOTS / "analysis_page.png"), full_page=True)
 
         _open(page, "Monitoring", "Monitoring")  # the file's 240 predictions are logged
-        page.get_by_role("button", name="Check drift now").click()
+        _click(page, "Check drift now")
         expect(page.get_by_text("Drift score over time")).to_be_visible(timeout=60_000)
         expect(page.get_by_text(re.compile(r"working rows \(log\)"))).to_be_visible()
         expect(page.get_by_role("button", name="Download as HTML")).to_be_visible()
         page.screenshot(path=str(SHOTS / "monitoring.png"), full_page=True)
 
-        page.get_by_role("button", name="Sign out").click()
+        _click(page, "Sign out")
         expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=20_000)
         browser.close()
     total = time.perf_counter() - started
@@ -186,11 +194,11 @@ def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
 
         page.get_by_text("Upload a QA dataset", exact=True).click()
         _choose_file(page, data)
-        page.get_by_role("button", name="Upload and validate").click()
+        _click(page, "Upload and validate")
         expect(page.get_by_text("Stored as QA dataset")).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Most frequent stop words").first).to_be_visible(timeout=20_000)
         expect(page.get_by_text("Word cloud")).to_be_visible()
-        page.get_by_role("button", name="Draw the map").click()
+        _click(page, "Draw the map")
         expect(page.get_by_text("Questions near their passages share words")).to_be_visible(
             timeout=60_000
         )
@@ -198,22 +206,22 @@ def test_browser_retrieval_page(ui: str, tmp_path: Path) -> None:
 
         page.get_by_role("tab", name="Build").click()
         page.get_by_text("bm25", exact=True).click()
-        page.get_by_role("button", name="Build", exact=True).click()
+        _click(page, "Build", exact=True)
         expect(page.get_by_text("Built qa-")).to_be_visible(timeout=60_000)
         page.screenshot(path=str(SHOTS / "retrieval_build.png"), full_page=True)
 
         page.get_by_role("tab", name="Ask").click()
         box = page.get_by_role("textbox", name="Question", exact=True)
         box.fill("In what country is Normandy located?")
-        page.get_by_role("button", name="Find").click()
+        _click(page, "Find")
         expect(page.get_by_text("score").first).to_be_visible(timeout=20_000)
         expect(page.get_by_text("Normandy").first).to_be_visible()
         page.screenshot(path=str(SHOTS / "retrieval_ask.png"), full_page=True)
 
         page.get_by_role("tab", name="Benchmark and quality").click()
-        page.get_by_role("button", name="Run the latency benchmark").click()
+        _click(page, "Run the latency benchmark")
         expect(page.get_by_text("Latency per question")).to_be_visible(timeout=30_000)
-        page.get_by_role("button", name="Run the quality test (all questions)").click()
+        _click(page, "Run the quality test (all questions)")
         expect(page.get_by_text("MRR@10")).to_be_visible(timeout=60_000)
         page.screenshot(path=str(SHOTS / "retrieval_test.png"), full_page=True)
 
