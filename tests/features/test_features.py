@@ -336,7 +336,7 @@ def test_big_batch_on_threads_gives_the_serial_probabilities(toy, monkeypatch) -
     from taxonomist.models.train import train
 
     model = train(toy, target="label", trials=2, families=["linear_svm", "logreg"]).model
-    batch = pd.concat([toy] * 30, ignore_index=True)  # 7,200 rows: 4 chunks of 2,048
+    batch = pd.concat([toy] * 30, ignore_index=True)  # 7,200 rows: 4 chunks of 1,800
     assert model._rows_in_parallel()
     parallel = model.predict_proba(batch).to_numpy()
     monkeypatch.setattr(model_module.os, "sched_getaffinity", lambda _: {0})  # one core
