@@ -36,8 +36,9 @@ def _auc(y: np.ndarray, proba: np.ndarray) -> float:
     """ROC AUC, as scikit-learn's (one-vs-rest macro over the classes of the rows, their
     probabilities renormalised), from ranks: 1 ms for 16,000 rows where ``roc_auc_score``
     takes 7 ms."""
+    y = np.asarray(y)
     if proba.shape[1] == 2:
-        return _binary_auc(np.asarray(y) == 1, proba[:, 1])
+        return _binary_auc(y == 1, proba[:, 1])
     present = np.unique(y)
     p = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-12, None)
     return float(np.mean([_binary_auc(y == c, p[:, i]) for i, c in enumerate(present)]))
