@@ -81,13 +81,15 @@ def test_training_records_costs_and_keeps_the_budget(toy: pd.DataFrame, home) ->
 
 
 def test_budget_keeps_slow_members_out_of_the_ensemble(toy: pd.DataFrame, home) -> None:
-    # LightGBM on one row costs milliseconds; the linear models well under one.
+    # In a batch LightGBM (with its SVD and stacking blocks) predicts 14-23k rows/s on these
+    # rows, the logistic regression 52-74k. One record no longer tells them apart: the fast
+    # path brought LightGBM's to 0.9 ms, the linear model's is 0.3-0.4 ms.
     kwargs = dict(trials=8, families=["logreg", "lightgbm"])
-    fast = train(toy, target="label", max_predict_ms=1.0, **kwargs)
+    fast = train(toy, target="label", min_rows_per_second=35_000, **kwargs)
     assert "lightgbm" not in fast.model.families
     left = {d["family"] for d in fast.model.info["predict_cost"]["left_out"]}
     assert "lightgbm" in left
-    assert fast.model.info["predict_cost"]["estimated"]["one_record_ms"] <= 1.0
+    assert fast.model.info["predict_cost"]["estimated"]["rows_per_second"] >= 35_000
 
 
 def test_model_card_states_the_cost(toy: pd.DataFrame, home, tmp_path) -> None:
