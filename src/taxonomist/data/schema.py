@@ -20,11 +20,18 @@ class ColumnRole(StrEnum):
     NUMERIC = "numeric"
     ID = "id"
     IMAGE = "image"
+    TIME = "time"
     TARGET = "target"
     IGNORE = "ignore"
 
 
-FEATURE_ROLES = (ColumnRole.TEXT, ColumnRole.CATEGORICAL, ColumnRole.NUMERIC, ColumnRole.IMAGE)
+FEATURE_ROLES = (
+    ColumnRole.TEXT,
+    ColumnRole.CATEGORICAL,
+    ColumnRole.NUMERIC,
+    ColumnRole.IMAGE,
+    ColumnRole.TIME,
+)
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|bmp|webp|tiff?)$", re.IGNORECASE)
 _ID_NAME = re.compile(r"(id|uuid|guid|key|index)$|^unnamed: ?0$", re.I)
 
@@ -54,6 +61,10 @@ class Schema:
     @property
     def image(self) -> list[str]:
         return self.columns(ColumnRole.IMAGE)
+
+    @property
+    def time(self) -> list[str]:
+        return self.columns(ColumnRole.TIME)
 
     @property
     def features(self) -> list[str]:

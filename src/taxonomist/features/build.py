@@ -30,6 +30,14 @@ from taxonomist.features.categorical import (
     target_encoder,
 )
 from taxonomist.features.columns import ColumnView
+from taxonomist.features.ctr import (
+    CrossStrings,
+    CrossTargetEncoder,
+    CtrPlan,
+    EntityCounts,
+    HashedCrosses,
+    TimeParts,
+)
 from taxonomist.features.numeric import raw_numeric, scaled_numeric
 from taxonomist.features.stacking import OutOfFoldDecision
 from taxonomist.features.text import HashedTfidfVectorizer
@@ -112,9 +120,12 @@ def block_specs(
     embed_encoder: str | None = None,
     cache_path: str | None = None,
     n_jobs: int = 1,
+    ctr: CtrPlan | None = None,
 ) -> dict[str, BlockSpec]:
     """Every block this schema supports, by name."""
     specs: dict[str, BlockSpec] = {}
+    if ctr is not None:
+        specs.update(ctr_block_specs(ctr, seed))
     text, cats, nums = schema.text, schema.categorical, schema.numeric
     if text:
         vectorizers = text_vectorizers(df, text)
@@ -158,6 +169,40 @@ def block_specs(
     if nums:
         specs["num_scaled"] = BlockSpec("num_scaled", tuple(nums), None, scaled_numeric, False)
         specs["num_raw"] = BlockSpec("num_raw", tuple(nums), None, raw_numeric, False)
+    return specs
+
+
+def ctr_block_specs(plan: CtrPlan, seed: int) -> dict[str, BlockSpec]:
+    """The click-through blocks of ``plan`` (``features/ctr.py``): entity counts, CTR
+    encoding and strings of the crosses, hashed crosses, time parts."""
+    specs: dict[str, BlockSpec] = {}
+    cols = plan.columns
+    t, fmt = plan.time_column, plan.time_format
+    if plan.counts:
+        specs["ctr_counts"] = BlockSpec(
+            "ctr_counts",
+            cols,
+            None,
+            lambda: EntityCounts(plan.counts, plan.windows, t, fmt),
+            False,
+        )
+    if plan.crosses:
+        specs["ctr_cross_target"] = BlockSpec(
+            "ctr_cross_target",
+            cols,
+            None,
+            lambda: CrossTargetEncoder(plan.crosses, plan.smoothing, seed=seed),
+            False,
+        )
+        specs["ctr_cross_str"] = BlockSpec(
+            "ctr_cross_str", cols, None, lambda: CrossStrings(plan.crosses), False
+        )
+    if plan.crosses or t:
+        specs["ctr_hashed"] = BlockSpec(
+            "ctr_hashed", cols, None, lambda: HashedCrosses(plan.crosses, t, fmt, plan.bits), True
+        )
+    if t:
+        specs["ctr_time"] = BlockSpec("ctr_time", (t,), None, lambda: TimeParts(t, fmt), False)
     return specs
 
 

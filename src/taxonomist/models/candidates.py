@@ -462,6 +462,22 @@ def _build_catboost(p: dict[str, Any], task: Task) -> Any:
     )
 
 
+def _suggest_fm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {
+        "n_factors": trial.suggest_categorical("fm.n_factors", [4, 8, 16]),
+        "alpha": trial.suggest_float("fm.alpha", 1e-4, 1e-2, log=True),
+        "alpha_v": trial.suggest_float("fm.alpha_v", 1e-3, 1e-1, log=True),
+    }
+
+
+def _build_fm(p: dict[str, Any], task: Task) -> Any:
+    from taxonomist.models.fm import FactorizationMachine
+
+    return FactorizationMachine(
+        n_factors=p["n_factors"], alpha=p["alpha"], alpha_v=p["alpha_v"], random_state=task.seed
+    )
+
+
 def _suggest_embed(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     head = trial.suggest_categorical("embed.head", ["logreg", "mlp"])
     if head == "logreg":
@@ -492,7 +508,7 @@ FAMILIES: dict[str, Family] = {
     for f in [
         Family(
             "linear_svm",
-            ("text", "onehot", "num_scaled", "num_codes"),
+            ("text", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts"),
             "sparse",
             _suggest_svm,
             _build_svm,
@@ -501,7 +517,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "logreg",
-            ("text", "onehot", "num_scaled", "num_codes"),
+            ("text", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts"),
             "sparse",
             _suggest_logreg,
             _build_logreg,
@@ -528,7 +544,16 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "lightgbm",
-            ("num_raw", "cat_count", "cat_target", "text_svd", "text_oof"),
+            (
+                "num_raw",
+                "cat_count",
+                "cat_target",
+                "text_svd",
+                "text_oof",
+                "ctr_counts",
+                "ctr_cross_target",
+                "ctr_time",
+            ),
             "dense",
             _suggest_lgbm,
             _lgbm,
@@ -545,12 +570,21 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "catboost",
-            ("num_raw", "cat_str", "text_oof"),
+            ("num_raw", "cat_str", "text_oof", "ctr_counts", "ctr_cross_str", "ctr_time"),
             "frame",
             _suggest_catboost,
             _build_catboost,
             {"iterations": 400, "depth": 6, "learning_rate": 0.1, "l2_leaf_reg": 3.0},
             requires=("cat_str",),
+            accepts_deadline=True,
+        ),
+        Family(
+            "fm",
+            ("onehot", "num_codes", "num_scaled"),
+            "sparse",
+            _suggest_fm,
+            _build_fm,
+            {"n_factors": 8, "alpha": 1.5e-3, "alpha_v": 2e-2},
             accepts_deadline=True,
         ),
         Family(

@@ -28,9 +28,54 @@ MetricName = Literal[
     "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"
 ]
 FamilyName = Literal[
-    "linear_svm", "nb_svm", "logreg", "complement_nb", "lightgbm", "catboost", "embed"
+    "linear_svm", "nb_svm", "logreg", "complement_nb", "lightgbm", "catboost", "fm", "embed"
 ]
+CountWindow = Literal["hour_of_day", "weekday"]
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class CtrOptions(BaseModel):
+    """Click-through features (``features/ctr.py``): who the user is, what to count, which
+    columns to cross. Columns are checked against the data when training starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_key: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Columns that together identify a user (e.g. [device_ip, device_model]); "
+        "counted as the entity 'user'.",
+    )
+    count: list[str] | None = Field(
+        default=None,
+        description="Entities to count rows of: columns, or 'user' for the user key "
+        "(default: device_id, device_ip and user where the data has them).",
+    )
+    count_windows: list[CountWindow] = Field(
+        default_factory=list,
+        description="Also count each entity within the same hour_of_day / weekday "
+        "(needs time_column).",
+    )
+    crosses: list[list[str]] = Field(
+        default_factory=list,
+        description="Column crosses, e.g. [[site_id, app_id], [app_id, device_model]]: "
+        "CTR-encoded for the boosters, hashed for linear models, native for CatBoost.",
+    )
+    hash_bits: int = Field(
+        default=18, ge=10, le=24, description="Hashed crosses take 2**hash_bits columns."
+    )
+    smoothing: float = Field(
+        default=20.0, gt=0, description="Prior weight (rows) of the smoothed CTR encoding."
+    )
+
+    @model_validator(mode="after")
+    def _crosses_have_two_columns(self) -> Self:
+        for i, cross in enumerate(self.crosses):
+            if len(cross) < 2 or len(set(cross)) != len(cross):
+                raise ValueError(
+                    f"crosses[{i}] = {cross}: a cross needs two or more different columns"
+                )
+        return self
 
 
 class TrainOptions(BaseModel):
@@ -79,6 +124,19 @@ class TrainOptions(BaseModel):
         "in when accuracy matters more than speed). Giving 'trials' without it removes the "
         "default, as for the time budget: measured costs vary from run to run.",
     )
+    time_column: str | None = Field(
+        default=None,
+        description="A time column (YYMMDDHH or a date-time): validation trains on earlier "
+        "rows and scores later ones, and click-through features use its hour and weekday.",
+    )
+    time_format: str | None = Field(
+        default=None,
+        description="strftime format of time_column (default: YYMMDDHH integers, or what "
+        "pandas reads).",
+    )
+    ctr: CtrOptions | None = Field(
+        default=None, description="Click-through features: user key, counts, crosses."
+    )
     seed: int | None = Field(default=None, description="Seed (default: TAXONOMIST_SEED).")
     promote: bool = Field(
         default=False, description="Make the new version the champion even if it scores lower."
@@ -92,6 +150,14 @@ class TrainOptions(BaseModel):
             self.time_budget = None
         if self.trials is not None and "min_rows_per_second" not in self.model_fields_set:
             self.min_rows_per_second = None
+        return self
+
+    @model_validator(mode="after")
+    def _windows_need_a_time(self) -> Self:
+        if self.ctr is not None and self.ctr.count_windows and self.time_column is None:
+            raise ValueError(
+                "ctr.count_windows needs time_column: the windows are its hour of day and weekday"
+            )
         return self
 
 
@@ -171,7 +237,9 @@ def config_error(exc: ValidationError, source: str, model: type[BaseModel]) -> E
     for e in exc.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(e["loc"][0]), known, n=1)
+            nested = e["loc"][0] == "ctr" and len(e["loc"]) == 2
+            names = list(CtrOptions.model_fields) if nested else known
+            close = difflib.get_close_matches(str(e["loc"][-1]), names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"unknown key '{key}'{hint}")
         elif e["type"] == "missing":

@@ -23,6 +23,7 @@ from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, requi
 from taxonomist.data.validate import validate_training_table
 from taxonomist.errors import BudgetError, InvalidParameterError
 from taxonomist.features.build import FeatureBlocks, block_specs
+from taxonomist.features.ctr import parse_times, plan_ctr
 from taxonomist.models.calibration import apply_temperature, fit_temperature
 from taxonomist.models.candidates import FAMILIES, DeadlineReached, Task
 from taxonomist.models.config import DEFAULT_TIME_BUDGET, TrainConfig
@@ -49,15 +50,28 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 # Seconds kept after the refits for what train() does next (speed checks, drift reference).
 REFIT_MARGIN = 1.0
+# Binary targets rarer than this are scored by log loss (default_metric).
+CTR_POSITIVE_RATE = 0.3
 # Families whose refit stopped at the deadline is still a whole model (fewer trees).
 PARTIAL_REFIT_OK = frozenset({"lightgbm", "catboost"})
 
 
-def _overrides(text: list[str] | None, roles: dict[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = dict(roles or {})
-    for col in text or []:
+def _overrides(config: TrainConfig) -> dict[str, Any]:
+    out: dict[str, Any] = dict(config.roles or {})
+    for col in config.text or []:
         out[col] = ColumnRole.TEXT
+    if config.time_column:
+        out[config.time_column] = ColumnRole.TIME
     return out
+
+
+def default_metric(y: np.ndarray, n_classes: int, requested: str | None) -> str | None:
+    """Log loss for a binary target whose positive (second) class is under 30 % of the rows
+    (clicks, fraud): there the probability itself is the product, and ROC AUC ignores its
+    scale. Else the library's default (ROC AUC / macro-F1)."""
+    if requested is None and n_classes == 2 and float(np.mean(y == 1)) < CTR_POSITIVE_RATE:
+        return "log_loss"
+    return requested
 
 
 def _available_families(
@@ -84,6 +98,10 @@ def _available_families(
             skipped[n] = "no suitable columns"
             continue
         out.append(n)
+    # A factorization machine is binary here, and on text its pairs of n-grams only cost time.
+    if "fm" in out and (task.n_classes != 2 or (schema.text and not requested)):
+        out.remove("fm")
+        skipped["fm"] = "binary targets only" if task.n_classes != 2 else "text data"
     # CatBoost pays off on tabular-heavy data; with text it mostly duplicates LightGBM.
     tabular = len(schema.categorical) + len(schema.numeric)
     if "catboost" in out and schema.text and not requested and tabular < 3 * len(schema.text):
@@ -199,15 +217,27 @@ def train(
     time_budget, trials = config.time_budget, config.trials
     df = load_table(data)
     require_column(target, [str(c) for c in df.columns], what="target")
-    schema = infer_column_roles(df, target, _overrides(config.text, config.roles))
+    overrides = _overrides(config)
+    schema = infer_column_roles(df, target, overrides)
+    ctr_plan = None
+    if config.ctr is not None or config.time_column is not None:
+        ctr_plan = plan_ctr(config.ctr, config.time_column, config.time_format, df)
     folds_k = 5
     df, schema, report = validate_training_table(df, schema, n_splits=folds_k)
     for w in report.warnings:
         logger.warning(w)
     profile = profile_table(df, schema)
     y, classes = _encode_target(df[target])
-    metric_obj = primary_metric(len(classes), config.metric)
-    folds, protocol = choose_folds(y, seed)
+    metric_obj = primary_metric(len(classes), default_metric(y, len(classes), config.metric))
+    times = None
+    if config.time_column:
+        times = parse_times(df[config.time_column], config.time_format).to_numpy()
+    folds, protocol = choose_folds(y, seed, times)
+    if times is not None and protocol["kind"] != "time_forward":
+        report.warnings.append(
+            f"The time column '{config.time_column}' holds one time only: validation uses "
+            "stratified folds, not earlier-to-later ones."
+        )
     # Scores are comparable only on the same rows, folds and metric (champion promotion).
     fingerprint = _fingerprint(df)
     protocol.update(
@@ -230,6 +260,7 @@ def train(
             embed_encoder=encoder,
             cache_path=str(settings.cache_dir / "embeddings.db"),
             n_jobs=settings.n_jobs,
+            ctr=ctr_plan,
         )
     )
     task = Task(
