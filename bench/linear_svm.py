@@ -31,7 +31,7 @@ def main() -> None:
     from sklearn.svm import LinearSVC
 
     from taxonomist.features.text import HashedTfidfVectorizer
-    from taxonomist.models.candidates import SoftmaxLinearSVC
+    from taxonomist.models.linear import SoftmaxLinearSVC
 
     df = pd.read_csv(SHARED / "womens_clothing/reviews.csv")
     df = df[df["Class Name"].map(df["Class Name"].value_counts()) >= 10]

@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from taxonomist.features import CountEncoder, HashedTfidfVectorizer, OutOfFoldDecision
 from taxonomist.features.text import hashed_ngram_counts, ngram_bucket, ngrams_of
-from taxonomist.models.candidates import NBSVMClassifier, SoftmaxLinearSVC
+from taxonomist.models.linear import NBSVMClassifier, SoftmaxLinearSVC
 
 TEXTS = [
     "Red running shoes for men",
@@ -264,7 +264,7 @@ def test_linear_svm_solves_liblinears_problem_deterministically_on_threads(class
 def test_linear_svm_stops_at_its_deadline() -> None:
     import time
 
-    from taxonomist.models.candidates import DeadlineReached
+    from taxonomist.models.linear import DeadlineReached
 
     rng = np.random.default_rng(2)
     X = rng.normal(size=(120, 10))

@@ -110,7 +110,8 @@ def test_embeddings_are_skipped_when_they_break_the_budget(toy: pd.DataFrame, ho
 
 
 def test_booster_refit_stopped_at_the_deadline_is_a_whole_model() -> None:
-    from taxonomist.models.candidates import FAMILIES, DeadlineReached, Task
+    from taxonomist.models.candidates import FAMILIES, Task
+    from taxonomist.models.linear import DeadlineReached
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 5)).astype(np.float32)

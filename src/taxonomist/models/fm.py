@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from taxonomist.models.candidates import DeadlineReached
+from taxonomist.models.linear import DeadlineReached
 
 
 class FactorizationMachine(ClassifierMixin, BaseEstimator):

@@ -24,7 +24,6 @@ from taxonomist.features.build import FeatureBlocks, stack_blocks
 from taxonomist.models.calibration import apply_temperature, fit_temperature
 from taxonomist.models.candidates import (
     FAMILIES,
-    DeadlineReached,
     Family,
     Task,
     default_params_as_trial,
@@ -32,6 +31,7 @@ from taxonomist.models.candidates import (
 )
 from taxonomist.models.cost import BATCH_ROWS, Cost, measure
 from taxonomist.models.ensemble import combination_seconds
+from taxonomist.models.linear import DeadlineReached
 from taxonomist.models.metrics import Metric
 
 logger = logging.getLogger(__name__)
