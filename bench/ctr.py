@@ -132,6 +132,8 @@ def main() -> None:
     for name, s in rows:
         print(f"{name:40s} {s['log_loss']:9.4f} {s['roc_auc']:8.4f} {s['ece']:7.4f}")
     print(f"Taxonomist trained in {seconds:.0f}s; ensemble {dict(result.model.families)}")
+    cv_losses = ", ".join(f"{k} {v:.4f}" for k, v in m["calibration_log_loss"].items())
+    print(f"calibration: {m['calibration']} (cross-validated log loss: {cv_losses})")
     print(f"speed, whole model: one record p50 {one_ms:.2f} ms, batch {rows_s:,.0f} rows/s")
     print(f"speed, logistic regression alone: one record {lr_one:.2f} ms, {lr_rows:,.0f} rows/s")
     sys.stdout.flush()

@@ -31,6 +31,9 @@ class Task:
     n_classes: int
     seed: int
     n_jobs: int
+    # Whether class weights may be tried: not when the metric scores the probabilities
+    # themselves (log loss), which re-weighting biases towards the rare class.
+    reweight: bool = True
 
 
 class LightGBMModel(ClassifierMixin, BaseEstimator):
@@ -161,10 +164,15 @@ class Family:
     accepts_deadline: bool = False  # fit(X, y, deadline=...) stops adding trees in time
 
 
+def _class_weight(trial: optuna.Trial, family: str, task: Task) -> str:
+    choices = ["balanced", "none"] if task.reweight else ["none"]
+    return str(trial.suggest_categorical(f"{family}.class_weight", choices))
+
+
 def _suggest_svm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     return {
         "C": trial.suggest_float("linear_svm.C", 0.02, 3.0, log=True),
-        "class_weight": trial.suggest_categorical("linear_svm.class_weight", ["balanced", "none"]),
+        "class_weight": _class_weight(trial, "linear_svm", task),
     }
 
 
@@ -177,7 +185,7 @@ def _suggest_nbsvm(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     return {
         "C": trial.suggest_float("nb_svm.C", 0.02, 3.0, log=True),
         "alpha": trial.suggest_float("nb_svm.alpha", 0.1, 2.0, log=True),
-        "class_weight": trial.suggest_categorical("nb_svm.class_weight", ["balanced", "none"]),
+        "class_weight": _class_weight(trial, "nb_svm", task),
     }
 
 
@@ -191,7 +199,7 @@ def _build_nbsvm(p: dict[str, Any], task: Task) -> Any:
 def _suggest_logreg(trial: optuna.Trial, task: Task) -> dict[str, Any]:
     return {
         "alpha": trial.suggest_float("logreg.alpha", 1e-6, 1e-3, log=True),
-        "class_weight": trial.suggest_categorical("logreg.class_weight", ["balanced", "none"]),
+        "class_weight": _class_weight(trial, "logreg", task),
     }
 
 
@@ -390,9 +398,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def default_params_as_trial(family: Family) -> dict[str, Any]:
+def default_params_as_trial(family: Family, task: Task) -> dict[str, Any]:
     """The family's defaults in Optuna's flat parameter names (for ``enqueue_trial``)."""
-    return {"family": family.name, **{f"{family.name}.{k}": v for k, v in family.defaults.items()}}
+    params = dict(family.defaults)
+    if "class_weight" in params and not task.reweight:
+        params["class_weight"] = "none"
+    return {"family": family.name, **{f"{family.name}.{k}": v for k, v in params.items()}}
 
 
 def to_frame(outputs: dict[str, Any], names: tuple[str, ...]) -> pd.DataFrame:

@@ -11,12 +11,17 @@ from typing import Any
 import numpy as np
 
 from taxonomist.data.schema import Schema
-from taxonomist.models.calibration import apply_temperature, fit_temperature
+from taxonomist.models.calibration import calibrate
 from taxonomist.models.candidates import FAMILIES
 from taxonomist.models.cost import EnsembleCosts, PredictBudget
 from taxonomist.models.ensemble import choose_combination
 from taxonomist.models.linear import DeadlineReached
-from taxonomist.models.metrics import Metric, classification_metrics, expected_calibration_error
+from taxonomist.models.metrics import (
+    Metric,
+    classification_metrics,
+    expected_calibration_error,
+    reliability,
+)
 from taxonomist.models.model import Member, TaxonomistModel, prepare_for_inference
 from taxonomist.models.search import ModelSearch, Progress, SearchResult, ensemble_pool
 
@@ -89,8 +94,8 @@ def finish(
     if combiner is None:
         oof = sum(w * r.oof for w, r in zip(weights, records, strict=True) if w > 0)
     oof = np.asarray(oof, dtype=np.float32)
-    temperature = fit_temperature(oof, y_valid)
-    calibrated = apply_temperature(oof, temperature)
+    calibration = calibrate(oof, y_valid, search.task.seed, isotonic=metric.name != "roc_auc")
+    calibrated = calibration.proba
     metrics = classification_metrics(y_valid, calibrated, [str(c) for c in classes])
     metrics.update(
         primary_metric=metric.name,
@@ -98,6 +103,9 @@ def finish(
         best_single=float(records[0].score),
         best_single_family=records[0].family,
         ece_uncalibrated=expected_calibration_error(y_valid, oof),
+        calibration=calibration.kind,
+        calibration_log_loss=calibration.scores,
+        reliability=reliability(y_valid, calibrated),
         n_trials=len(result.study.trials),
         n_pruned=search.pruned,
         validation=result.protocol.get("kind"),
@@ -115,7 +123,8 @@ def finish(
         classes=classes,
         blocks=search.blocks,
         members=members,
-        temperature=temperature,
+        temperature=calibration.temperature,
+        calibrator=calibration.calibrator,
         metric=metric.name,
         combiner=combiner,
     )

@@ -110,17 +110,37 @@ def primary_metric(n_classes: int, requested: str | None = None) -> Metric:
     return METRICS[requested]
 
 
-def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Mean |accuracy - confidence| over confidence bins, weighted by bin size."""
-    conf = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == y).astype(float)
+def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> dict[str, list[float]]:
+    """The reliability diagram's points, over equal-width bins (empty ones left out).
+
+    Binary: the positive class's predicted probability against the observed positive rate
+    (a click model's product is that probability, not its top class). Else: the top class's
+    probability against how often it is right.
+    """
+    if proba.shape[1] == 2:
+        conf = proba[:, 1].astype(np.float64)
+        hit = (y == 1).astype(np.float64)
+    else:
+        conf = proba.max(axis=1).astype(np.float64)
+        hit = (proba.argmax(axis=1) == y).astype(np.float64)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(ece)
+    count = np.bincount(bins, minlength=n_bins)
+    keep = count > 0
+    predicted = np.bincount(bins, weights=conf, minlength=n_bins)[keep] / count[keep]
+    observed = np.bincount(bins, weights=hit, minlength=n_bins)[keep] / count[keep]
+    return {
+        "mean_predicted": predicted.tolist(),
+        "observed": observed.tolist(),
+        "count": count[keep].astype(float).tolist(),
+    }
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """Mean |observed - predicted| over the :func:`reliability` bins, weighted by bin size."""
+    r = reliability(y, proba, n_bins)
+    count = np.asarray(r["count"])
+    gap = np.abs(np.asarray(r["observed"]) - np.asarray(r["mean_predicted"]))
+    return float(np.sum(count * gap) / max(count.sum(), 1))
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:

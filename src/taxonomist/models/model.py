@@ -52,6 +52,9 @@ class TaxonomistModel:
     # Log-linear pool or stacker over the members' probabilities (models/ensemble.py); None:
     # the members' weighted average. Models saved before it existed load with None.
     combiner: Any = None
+    # Platt or isotonic scaling of a binary target's positive class, after the temperature
+    # (models/calibration.py); None: the temperature alone.
+    calibrator: Any = None
 
     # -- input ------------------------------------------------------------------------------
     @property
@@ -261,7 +264,10 @@ class TaxonomistModel:
             total = sum(
                 m.weight * p.astype(np.float64) for m, p in zip(self.members, probas, strict=True)
             )
-        return floor_probabilities(apply_temperature(total.astype(np.float32), self.temperature))
+        proba = apply_temperature(total.astype(np.float32), self.temperature)
+        if self.calibrator is not None:
+            proba = self.calibrator(proba)
+        return floor_probabilities(proba)
 
     def predict_proba(self, data: Records) -> pd.DataFrame:
         """Calibrated class probabilities, one column per class, one row per record."""

@@ -1,5 +1,5 @@
-"""Plots saved with every trained model: confusion matrix, per-class F1, the optimisation
-history and hyper-parameter importances (PNG, drawn with matplotlib's Agg backend)."""
+"""Plots saved with every trained model: confusion matrix, per-class F1, reliability, the
+optimisation history and hyper-parameter importances (PNG, drawn with matplotlib's Agg backend)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,30 @@ def per_class_f1_plot(per_class: dict[str, dict[str, float]], path: Path) -> Pat
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("F1 (cross-validated)")
     ax.set_title("F1 per class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reliability_plot(points: dict[str, list[float]], binary: bool, ece: float, path: Path) -> Path:
+    """The reliability diagram of :func:`taxonomist.models.metrics.reliability`'s points: on
+    the diagonal a predicted 20 % happens 20 % of the time; the bars show where the rows are."""
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], color="#999999", lw=1, ls="--", label="perfectly calibrated")
+    ax.plot(points["mean_predicted"], points["observed"], "o-", color="#4C72B0", label="model")
+    ax.set_ylabel("observed positive rate" if binary else "accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Reliability (cross-validated), ECE {ece:.4f}")
+    ax.legend(loc="upper left", fontsize=8)
+    hist.bar(points["mean_predicted"], points["count"], width=1 / 20, color="#4C72B0")
+    hist.set_yscale("log")
+    hist.set_ylabel("rows")
+    hist.set_xlabel("predicted probability of the positive class" if binary else "confidence")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -120,6 +120,7 @@ class TrainResult:
             "ensemble": json.dumps(model.families),
             "best_family": self.best_family,
             "language": self.profile.language,
+            "calibration": self.metrics.get("calibration", "temperature"),
         }
         metrics = {
             k: float(v)
@@ -211,6 +212,13 @@ def write_report(result: TrainResult, folder: Path) -> dict[str, str]:
     files["per_class_f1"] = plots.per_class_f1_plot(
         result.metrics["per_class"], folder / "per_class_f1.png"
     )
+    if result.metrics.get("reliability"):
+        files["reliability"] = plots.reliability_plot(
+            result.metrics["reliability"],
+            len(classes) == 2,
+            result.metrics["ece"],
+            folder / "reliability.png",
+        )
     if result.study is not None:
         files["history"] = plots.history_plot(
             result.study,
@@ -244,6 +252,7 @@ def model_card(result: TrainResult) -> str:
         f"| {m['primary_metric']} (validation: {m.get('validation')}) | {m['primary']:.4f} |",
         f"| best single model | {m['best_single_family']} {m['best_single']:.4f} |",
         f"| ensemble | {members} |",
+        f"| calibration | {m.get('calibration', 'temperature')} (ECE {m['ece']:.4f}) |",
         f"| trials | {m['n_trials']} ({m.get('n_pruned', 0)} pruned) |",
         f"| training | {result.train_seconds:.0f} s (budget "
         f"{result.config.time_budget or 'none'}) |",

@@ -412,7 +412,7 @@ class ModelSearch:
         # Cheapest first: a usable model within seconds, and measured fold times that let the
         # time guard judge the expensive families before they start.
         for name in sorted(self.families, key=CHEAP_FIRST.index):
-            study.enqueue_trial(default_params_as_trial(FAMILIES[name]))
+            study.enqueue_trial(default_params_as_trial(FAMILIES[name], self.task))
         timeout = None if self.deadline is None else max(self._time_left(), 1.0)
         # With a time budget the loop ends through the callback; n_trials caps it otherwise.
         study.optimize(

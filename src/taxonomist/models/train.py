@@ -251,6 +251,7 @@ def train(
         n_classes=len(classes),
         seed=seed,
         n_jobs=settings.n_jobs,
+        reweight=metric_obj.name != "log_loss",
     )
     names, skipped = _available_families(
         blocks, task, X, schema, time_budget, config.families, config.predict_budget
