@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, ROOT, free_port
+from tests.conftest import ADMIN_PASSWORD, ROOT, free_port, shared
 
 SCRAPE_TOKEN = "prometheus-scrape-token"
 
@@ -80,6 +81,52 @@ def scraping(binary: str, url: str, tmp_path: Path) -> Iterator[Callable[[str], 
         prom.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def clicks(live_server: str) -> tuple[str, list[dict]]:
+    """A click-through model ("clicks", binary, 17 % positive) trained through the API on
+    600 rows of the Avazu sample, and 40 other rows to predict."""
+    from taxonomist.client import Client
+
+    df = pd.read_csv(shared("avazu/train.csv"))
+    client = Client.login(live_server, "admin", ADMIN_PASSWORD)
+    ds = client.upload_dataset(df.head(600), target="click")["dataset"]["id"]
+    job = client.start_job(ds, "clicks", trials=1, families=["logreg"])
+    assert client.wait_job(job["id"], timeout=180, poll=0.3)["state"] == "succeeded"
+    client.close()
+    return "clicks", df.tail(40).drop(columns="click").to_dict("records")
+
+
+def test_prometheus_sees_a_click_models_predicted_positive_rate(
+    prometheus: str, live_server: str, tmp_path: Path, clicks: tuple[str, list[dict]]
+) -> None:
+    """Single-record click predictions through the API: the histogram and the counters count
+    them, and the positive-rate gauge is the mean predicted click probability."""
+    from taxonomist.client import Client
+
+    name, records = clicks
+    client = Client.login(live_server, "admin", ADMIN_PASSWORD)
+    with scraping(prometheus, live_server, tmp_path) as query:
+        # the first traffic of the model: the module's other click traffic comes later
+        assert not query(f'taxonomist_predictions_total{{model="{name}"}}')
+        clicked = []
+        for record in records:
+            answer = client.predict(name, [record])["predictions"][0]
+            clicked.append(answer["probabilities"]["1"])
+        assert 0.02 < np.mean(clicked) < 0.5 and np.std(clicked) > 0.01
+        time.sleep(2.5)  # two scrapes
+
+        def value(q: str) -> float:
+            return float(query(q)[0]["value"][1])
+
+        assert value(f'taxonomist_predictions_total{{model="{name}"}}') == len(records)
+        assert value(f'taxonomist_predicted_probability_count{{model="{name}"}}') == len(records)
+        total = value(f'taxonomist_predicted_positive_probability_total{{model="{name}"}}')
+        assert total == pytest.approx(sum(clicked), abs=1e-4)
+        gauge = value(f'taxonomist_predicted_positive_rate{{model="{name}"}}')
+        assert gauge == pytest.approx(np.mean(clicked), abs=1e-6)
+    client.close()
+
+
 # `prometheus` comes first so that a missing binary skips before the server starts.
 def test_prometheus_scrapes_requests_and_predictions(
     prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
@@ -114,7 +161,11 @@ def test_prometheus_scrapes_requests_and_predictions(
 
 
 def test_every_query_of_the_grafana_dashboard_returns_data(
-    prometheus: str, live_server: str, tmp_path: Path, toy: pd.DataFrame
+    prometheus: str,
+    live_server: str,
+    tmp_path: Path,
+    toy: pd.DataFrame,
+    clicks: tuple[str, list[dict]],
 ) -> None:
     """Traffic, feedback, a drift report and a retrain, scraped by a real Prometheus: every
     PromQL expression of deploy/grafana/dashboards/taxonomist.json (its Grafana variables
@@ -145,6 +196,7 @@ def test_every_query_of_the_grafana_dashboard_returns_data(
     with scraping(prometheus, live_server, tmp_path) as query:
         for _ in range(8):  # traffic while Prometheus scrapes: rates need two samples
             client.predict("dash", records[:10])
+            client.predict(clicks[0], clicks[1][:5])  # a binary model: the positive rate
             time.sleep(0.5)
         empty = []
         for expr in exprs:

@@ -1,19 +1,24 @@
 """Prometheus metrics: requests by route and status, latency, predictions by model and class,
-the distribution of the predicted probability, and each model's monitoring (drift, live
-quality, retraining) read from the metadata database."""
+the distribution of the predicted probability, a binary model's predicted positive rate (its
+expected click-through rate), and each model's monitoring (drift, live quality, retraining)
+read from the metadata database."""
 
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PROBABILITY_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# The positive-rate gauge is the mean over this many of a process's latest records.
+POSITIVE_WINDOW = 1000
 
 
 class Metrics:
@@ -50,20 +55,48 @@ class Metrics:
             buckets=PROBABILITY_BUCKETS,
             registry=self.registry,
         )
+        # A binary model's positive class is its second (clicked, fraud, churned). The gauge
+        # is for a glance; the counter adds up across processes and time windows:
+        # rate(..._probability_total[5m]) / rate(taxonomist_predictions_total[5m]).
+        self.positive_rate = Gauge(
+            "taxonomist_predicted_positive_rate",
+            f"A binary model's mean predicted probability of its positive class over the last "
+            f"{POSITIVE_WINDOW} records this process predicted (the expected click-through rate).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.positive_sum = Counter(
+            "taxonomist_predicted_positive_probability",
+            "Sum of a binary model's predicted probabilities of its positive class; divided by "
+            "taxonomist_predictions_total, the predicted positive rate.",
+            ["model"],
+            registry=self.registry,
+        )
+        self._recent: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
 
     def watch(self, db: Any) -> None:
         """Export the monitoring gauges of the models in ``db`` (the metadata database)."""
         self.registry.register(MonitorCollector(db))
 
-    def observe_predictions(self, model: str, labels: list[str], top: Any) -> None:
+    def observe_predictions(self, model: str, labels: list[str], proba: np.ndarray) -> None:
+        """Count the records of one request: ``labels`` predicted, ``proba`` the class
+        probabilities (a row per record, a column per class, in the model's class order)."""
         if self.class_labels:
             for label, n in collections.Counter(labels).items():
                 self.predictions.labels(model, label).inc(n)
         else:
             self.predictions.labels(model).inc(len(labels))
         hist = self.probability.labels(model)
-        for p in top:
+        for p in proba.max(axis=1):
             hist.observe(float(p))
+        if proba.shape[1] == 2 and len(proba):
+            positive = proba[:, 1].astype(np.float64)
+            self.positive_sum.labels(model).inc(float(positive.sum()))
+            with self._lock:
+                recent = self._recent.setdefault(model, collections.deque(maxlen=POSITIVE_WINDOW))
+                recent.extend(positive[-POSITIVE_WINDOW:].tolist())
+                self.positive_rate.labels(model).set(sum(recent) / len(recent))
 
 
 class MonitorCollector(Collector):

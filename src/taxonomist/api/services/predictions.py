@@ -60,9 +60,7 @@ def predict_records(
     if body.explain:
         for p, record in zip(predictions, records, strict=True):
             p["explanation"] = jsonable(model.explain(record, top=body.top))
-    svc.metrics.observe_predictions(
-        name, [str(x) for x in labels], proba[np.arange(len(best)), best]
-    )
+    svc.metrics.observe_predictions(name, [str(x) for x in labels], proba)
     log_predictions(svc, user, request, name, version, records, labels, proba, classes, ms)
     return {
         "model": name,
@@ -139,8 +137,8 @@ def predict_upload(
     started = time.perf_counter()
     out = model.predict_frame(table)
     ms = (time.perf_counter() - started) * 1000
-    top = out[[f"proba_{c}" for c in model.classes]].to_numpy().max(axis=1)
-    svc.metrics.observe_predictions(name, [str(x) for x in out["prediction"]], top)
+    proba = out[[f"proba_{c}" for c in model.classes]].to_numpy()
+    svc.metrics.observe_predictions(name, [str(x) for x in out["prediction"]], proba)
     if svc.prediction_log is not None:
         svc.prediction_log.write(
             frame_rows(
