@@ -291,6 +291,8 @@ def test_missing_torch_extra_names_the_extra(monkeypatch) -> None:
 
 
 def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
     from taxonomist.features.categorical import one_hot
     from taxonomist.features.columns import ColumnView
 
@@ -309,9 +311,17 @@ def test_fast_one_hot_lookup_equals_scikit_learn() -> None:
         "y": np.array([None, "b", "zzz", "c", "a"], dtype=object),
     }
     fast = enc.transform(ColumnView(new))
-    slow = enc.transform(pd.DataFrame(new))
+    slow = OneHotEncoder.transform(enc, pd.DataFrame(new))
     assert enc.accepts_column_view
     assert fast.shape == slow.shape and np.array_equal(fast.toarray(), slow.toarray())
+    # the batch path: a hash lookup per column, on pandas' strings and on Python objects
+    frame = pd.DataFrame({c: rng.choice(v, 3000) for c, v in new.items()})
+    frame.loc[::7, "x"] = np.nan
+    for batch in (frame, frame.astype(object)):
+        hashed = enc.transform(batch)
+        reference = OneHotEncoder.transform(enc, batch)
+        assert hashed.has_sorted_indices and hashed.dtype == reference.dtype
+        assert (hashed != reference).nnz == 0 and hashed.shape == reference.shape
 
 
 def test_single_record_fast_path_gives_the_dataframe_paths_probabilities(toy) -> None:

