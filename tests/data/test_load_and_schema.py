@@ -92,6 +92,30 @@ def test_roles_on_the_shared_data_sets() -> None:
     assert rakuten.roles["imageid"] == ColumnRole.ID
 
 
+def test_one_time_column_is_guessed_by_its_name_and_values() -> None:
+    n = 60
+    df = pd.DataFrame(
+        {
+            "hour": [14102100 + i % 24 for i in range(n)],  # Avazu's YYMMDDHH
+            "created_at": pd.date_range("2024-01-01", periods=n, freq="h").astype(str),
+            "year": [2000 + i % 20 for i in range(n)],  # a number, not a clock
+            "time_spent": [1.5 + i for i in range(n)],  # named like one, holds minutes
+            "updated": [f"v{i % 5}" for i in range(n)],  # named like one, holds codes
+            "y": ["a", "b"] * (n // 2),
+        }
+    )
+    s = infer_column_roles(df, "y")
+    assert s.time == ["hour"]  # the first time column sets the clock; the next is a category
+    assert s.roles["created_at"] == ColumnRole.CATEGORICAL
+    assert s.roles["year"] == ColumnRole.NUMERIC
+    assert s.roles["time_spent"] == ColumnRole.NUMERIC
+    assert s.roles["updated"] == ColumnRole.CATEGORICAL
+    assert infer_column_roles(df.drop(columns="hour"), "y").time == ["created_at"]
+    # a time column named in the overrides is the clock: no other is guessed
+    assert infer_column_roles(df, "y", {"created_at": "time"}).time == ["created_at"]
+    assert infer_column_roles(df, "y", {"hour": "numeric"}).time == ["created_at"]
+
+
 def test_image_paths_and_overrides() -> None:
     df = pd.DataFrame(
         {

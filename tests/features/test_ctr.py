@@ -190,3 +190,21 @@ def test_a_ctr_column_the_data_lacks_exits_2(home: Path, tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["train", "--config", str(path)])
     assert result.exit_code == 2, result.output
     assert "ctr.crosses[0]" in result.output and "C99" in result.output
+
+
+def test_a_guessed_time_column_orders_validation_and_adds_time_parts(home: Path) -> None:
+    """No config: a click log whose 'hour' spans a day is validated later-on-earlier, with
+    hour-of-day features, as if 'time_column: hour' had been given."""
+    from taxonomist.models.train import train
+
+    data = pd.read_csv(shared("avazu/train.csv")).iloc[:2400].reset_index(drop=True)
+    data["hour"] = 14102100 + data.index * 24 // len(data)  # a day, in order
+    result = train(data, target="click", families=["logreg"], trials=2)
+    model = result.model
+    assert model.schema.time == ["hour"]
+    assert model.info["protocol"]["kind"] == "time_forward"
+    assert "ctr_hashed" in model.blocks.fitted  # the time parts are hashed for the linear model
+    # forward chaining: the first hours are never validated on
+    assert sum(result.metrics["reliability"]["count"]) < len(data)
+    p = model.predict_proba(data.iloc[0].drop(["click", "id"]).to_dict()).iloc[0]
+    assert 0.01 < p["1"] < 0.9

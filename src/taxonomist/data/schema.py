@@ -34,6 +34,11 @@ FEATURE_ROLES = (
 )
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|bmp|webp|tiff?)$", re.IGNORECASE)
 _ID_NAME = re.compile(r"(id|uuid|guid|key|index)$|^unnamed: ?0$", re.I)
+# Names of time columns: the guess reads their values as times only when the name says so
+# (a column of years or of codes is no clock).
+_TIME_NAME = re.compile(
+    r"(^|[_\s])(time|timestamp|date|datetime|hour|created|updated)([_\s]|$)|_at$|^ts$", re.I
+)
 
 
 @dataclass
@@ -123,17 +128,45 @@ def infer_column_roles(
     if target is not None:
         require_column(target, columns, what="target")
     roles: dict[str, ColumnRole] = {}
+    # One time column is guessed (the first): validation and the time parts follow one clock.
+    clock = any(ColumnRole(r) == ColumnRole.TIME for r in overrides.values())
     for col in columns:
         if col == target:
             roles[col] = ColumnRole.TARGET
         elif col in overrides:
             roles[col] = ColumnRole(overrides[col])
         else:
-            roles[col] = _guess_role(col, df[col])
+            roles[col] = _guess_role(col, df[col], times=not clock)
+            clock = clock or roles[col] == ColumnRole.TIME
     return Schema(target=target, roles=roles)
 
 
-def _guess_role(name: str, s: pd.Series) -> ColumnRole:
+def looks_like_time(values: pd.Series) -> bool:
+    """Whether nearly all of a sample of ``values`` (no missing ones) read as times:
+    YYMMDDHH integers (click logs' ``hour``) or date strings pandas parses."""
+    sample = values.iloc[:500]
+    if pd.api.types.is_bool_dtype(sample):
+        return False
+    if pd.api.types.is_numeric_dtype(sample):
+        if not pd.api.types.is_integer_dtype(sample) and (sample % 1 != 0).any():
+            return False
+        v = sample.astype("int64")
+        month, day, hour = v // 10_000 % 100, v // 100 % 100, v % 100
+        return bool(
+            ((v >= 10**7) & (v < 10**8) & month.between(1, 12) & day.between(1, 31))
+            .where(hour < 24, False)
+            .mean()
+            > 0.98
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample.astype(str), errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.98)
+
+
+def _guess_role(name: str, s: pd.Series, *, times: bool = True) -> ColumnRole:
     n = len(s)
     values = s.dropna()
     if values.empty:
@@ -141,6 +174,8 @@ def _guess_role(name: str, s: pd.Series) -> ColumnRole:
     n_unique = values.nunique()
     if n_unique == 1:
         return ColumnRole.IGNORE
+    if times and _TIME_NAME.search(name) and looks_like_time(values):
+        return ColumnRole.TIME
     unique_ratio = n_unique / max(len(values), 1)
     if pd.api.types.is_bool_dtype(s):
         return ColumnRole.CATEGORICAL

@@ -202,9 +202,11 @@ def train(
     require_column(target, [str(c) for c in df.columns], what="target")
     overrides = _overrides(config)
     schema = infer_column_roles(df, target, overrides)
+    # A time column the roles guess (a YYMMDDHH 'hour', a 'created_at') counts as one given.
+    time_column = config.time_column or next(iter(schema.time), None)
     ctr_plan = None
-    if config.ctr is not None or config.time_column is not None:
-        ctr_plan = plan_ctr(config.ctr, config.time_column, config.time_format, df)
+    if config.ctr is not None or time_column is not None:
+        ctr_plan = plan_ctr(config.ctr, time_column, config.time_format, df)
     folds_k = 5
     df, schema, report = validate_training_table(df, schema, n_splits=folds_k)
     for w in report.warnings:
@@ -213,12 +215,12 @@ def train(
     y, classes = _encode_target(df[target])
     metric_obj = primary_metric(len(classes), default_metric(y, len(classes), config.metric))
     times = None
-    if config.time_column:
-        times = parse_times(df[config.time_column], config.time_format).to_numpy()
+    if time_column:
+        times = parse_times(df[time_column], config.time_format).to_numpy()
     folds, protocol = choose_folds(y, seed, times)
     if times is not None and protocol["kind"] != "time_forward":
         report.warnings.append(
-            f"The time column '{config.time_column}' holds one time only: validation uses "
+            f"The time column '{time_column}' holds one time only: validation uses "
             "stratified folds, not earlier-to-later ones."
         )
     # Scores are comparable only on the same rows, folds and metric (champion promotion).
