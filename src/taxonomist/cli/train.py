@@ -88,7 +88,8 @@ def train(
             "--config",
             help="A training config, YAML or JSON, with the keys data, target, name, text, "
             "roles, time_budget, trials, max_predict_ms, min_rows_per_second, metric, "
-            "families, seed, promote. DATA and the options "
+            "families, seed, promote (at the top level, or under 'train:' as in a DVC "
+            "params.yaml). DATA and the options "
             "given here override its values. 'taxonomist models show NAME --config' prints "
             "the one a version was trained with.",
         ),
