@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from taxonomist.cli import demo, models, monitor, retrieval, service, train
+from taxonomist.cli import demo, models, monitor, retrieval, service, train, validate
 from taxonomist.cli.output import CliGroup, configure_logging
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.command()(train.train)
 app.command()(train.predict)
 app.command()(train.evaluate)
 app.command()(train.profile)
+app.command()(validate.validate)
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(retrieval.app, name="retrieval")
