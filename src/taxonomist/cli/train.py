@@ -168,6 +168,14 @@ def train(
             show_default=False,
         ),
     ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics",
+            help="Write the cross-validated scores and the training seconds here as one flat "
+            "JSON object: a DVC metrics file.",
+        ),
+    ] = None,
     export: Annotated[
         Path | None,
         typer.Option(
@@ -222,6 +230,8 @@ def train(
             config=result.config.to_json(),
         )
         outcome.summary["export"] = str(export)
+    if metrics_file is not None:
+        write_training_metrics(outcome.summary, metrics_file)
     if as_json:
         echo_json(outcome.summary)
     elif outcome.result is not None:
@@ -233,6 +243,18 @@ def train(
             f"{r['metrics']['primary_metric']} {r['metrics']['primary']:.4f} "
             f"({r['best_family']}, {r['train_seconds']:.0f}s)."
         )
+
+
+def write_training_metrics(summary: dict[str, Any], path: Path) -> None:
+    """The scores of a ``train --json`` summary that are numbers, and its seconds, as a flat
+    JSON object (what DVC reads as metrics)."""
+    import json
+
+    scores = summary["metrics"]
+    flat = {k: v for k, v in scores.items() if isinstance(v, int | float) and k != "primary"}
+    flat |= {"train_seconds": summary["train_seconds"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(flat, indent=2) + "\n")
 
 
 def print_training(result: TrainResult, export: Path | None = None) -> None:
