@@ -5,10 +5,8 @@ compares and pushes to an S3 server on loopback."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,7 +20,15 @@ import yaml
 from typer.testing import CliRunner
 
 from taxonomist.cli import app
-from tests.conftest import ROOT, free_port, shared
+from tests.conftest import (
+    GIT_IDENTITY,
+    ROOT,
+    S3_KEYS,
+    free_port,
+    require_dvc_tools,
+    serving_s3,
+    shared,
+)
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
@@ -203,13 +209,6 @@ def test_without_a_held_out_table_there_is_no_evaluate_stage() -> None:
 
 
 # -- pipeline init, then real DVC ------------------------------------------------------------
-def _require(what: str, available: bool) -> None:
-    if not available:
-        if os.environ.get("TAXONOMIST_REQUIRE_S3"):
-            pytest.fail(f"TAXONOMIST_REQUIRE_S3 is set but {what} is missing")
-        pytest.skip(f"{what} is missing (pip install -e '.[dev]' brings it)")
-
-
 @pytest.fixture(scope="module")
 def s3_port() -> int:
     """The port the S3 server will listen on: the project's remote names it before the
@@ -239,8 +238,7 @@ class Project:
 def project(tmp_path_factory: pytest.TempPathFactory, s3_port: int) -> Project:
     """``pipeline init`` on the Avazu sample with a held-out table and an S3 remote, then
     ``dvc repro`` and a first commit, as the README says."""
-    _require("dvc", importlib.util.find_spec("dvc") is not None)
-    _require("git", shutil.which("git") is not None)
+    require_dvc_tools()
     root = tmp_path_factory.mktemp("dvc")
     dvc_config = root / "dvc-global"
     dvc_config.mkdir()
@@ -255,13 +253,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, s3_port: int) -> Project:
         DVC_NO_ANALYTICS="1",
         DVC_GLOBAL_CONFIG_DIR=str(dvc_config),
         DVC_SITE_CACHE_DIR=str(root / "dvc-site"),
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com",
+        **S3_KEYS,
+        **GIT_IDENTITY,
     )
     config = root / "ctr.yaml"
     config.write_text(yaml.safe_dump(CTR_OPTIONS | {"name": "avazu-dvc"}))
@@ -326,15 +319,15 @@ def test_dvc_repro_validates_trains_and_evaluates(project: Project) -> None:
 @pytest.mark.slow
 def test_an_experiment_changes_params_and_dvc_compares_them(project: Project) -> None:
     out = project.run(
-        "dvc", "exp", "run", "-S", "train.time_budget=8", "-S", "train.families=[lightgbm]"
+        "dvc", "exp", "run", "-S", "train.time_budget=15", "-S", "train.families=[lightgbm]"
     )
     assert "Stage 'validate' didn't change, skipping" in out  # only the data options rerun it
     params = project.json("dvc", "params", "diff")["params.yaml"]
-    assert params["train.time_budget"] == {"old": 20, "new": 8, "diff": -12}
+    assert params["train.time_budget"] == {"old": 20, "new": 15, "diff": -5}
     # DVC shows a list param as its text
     assert params["train.families"] == {"old": "['logreg']", "new": "['lightgbm']"}
     now_params = yaml.safe_load((project.folder / "params.yaml").read_text())["train"]
-    assert (now_params["time_budget"], now_params["families"]) == (8, ["lightgbm"])
+    assert (now_params["time_budget"], now_params["families"]) == (15, ["lightgbm"])
     diff = project.json("dvc", "metrics", "diff")
     now = json.loads((project.folder / "reports/metrics.json").read_text())
     log_loss = diff["reports/metrics.json"]["log_loss"]
@@ -345,31 +338,16 @@ def test_an_experiment_changes_params_and_dvc_compares_them(project: Project) ->
     assert workspace["rev"] == "workspace"
     (experiment,) = [rev for exp in baseline["experiments"] for rev in exp["revs"]]
     data = experiment["data"]
-    assert data["params"]["params.yaml"]["data"]["train"]["time_budget"] == 8
+    assert data["params"]["params.yaml"]["data"]["train"]["time_budget"] == 15
     assert data["metrics"]["reports/metrics.json"]["data"] == now
 
 
 @pytest.fixture(scope="module")
 def s3(s3_port: int) -> Iterator[Any]:
-    """moto's S3 server on loopback (a real HTTP endpoint; SeaweedFS, which the issue named,
-    is packaged neither for Debian nor on PyPI), with an empty bucket; a boto3 client."""
-    _require("moto[server]", importlib.util.find_spec("moto.server") is not None)
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-    server.start()
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{s3_port}",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
+    """moto's S3 server on the port the project's remote names; a boto3 client of it."""
+    require_dvc_tools(s3=True)
+    with serving_s3(BUCKET, s3_port) as (_, client):
+        yield client
 
 
 @pytest.mark.slow
