@@ -19,10 +19,14 @@ from taxonomist.models.evaluation import (
 )
 
 
+def _binary(p_positive: np.ndarray) -> np.ndarray:
+    return np.column_stack([1 - p_positive, p_positive])
+
+
 def test_reliability_bins_count_rows_and_leave_empty_bins_out() -> None:
     predicted = np.array([0.05, 0.15, 0.12, 0.95, 1.0, 0.55])
-    happened = np.array([False, True, False, True, True, False])
-    table = reliability_table(predicted, happened, bins=10)
+    clicked = np.array([0, 1, 0, 1, 1, 0])
+    table = reliability_table(clicked, _binary(predicted), bins=10)
     assert table["bin"].tolist() == [0, 1, 5, 9]  # 1.0 falls in the last bin, not an 11th
     assert table["count"].tolist() == [1, 2, 1, 2]
     assert table["mean_predicted"].tolist() == pytest.approx([0.05, 0.135, 0.55, 0.975])
@@ -33,8 +37,16 @@ def test_reliability_bins_count_rows_and_leave_empty_bins_out() -> None:
 def test_a_calibrated_predictor_lies_on_the_diagonal() -> None:
     rng = np.random.default_rng(0)
     p = rng.uniform(size=200_000)
-    table = reliability_table(p, rng.uniform(size=p.size) < p, bins=10)
+    table = reliability_table((rng.uniform(size=p.size) < p).astype(int), _binary(p), bins=10)
     assert np.abs(table["observed"] - table["mean_predicted"]).max() < 0.01
+
+
+def test_more_classes_bin_the_predicted_class_against_how_often_it_is_right() -> None:
+    proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.75, 0.15], [0.4, 0.35, 0.25]])
+    table = reliability_table(np.array([0, 2, 0]), proba, bins=10)
+    assert table["bin"].tolist() == [4, 7]
+    assert table["observed"].tolist() == pytest.approx([1.0, 0.5])  # the 0.75 row is wrong
+    assert table["count"].tolist() == [1, 2]
 
 
 def test_roc_binary_and_micro_averaged() -> None:

@@ -1,10 +1,7 @@
 """A model scored on labelled rows, as files a pipeline tool reads: the scores as one flat
-JSON object (DVC's metrics) and two curves as CSV (DVC's plots), the reliability table and
-the ROC curve.
-
-The reliability table is computed here rather than with scikit-learn's
-``calibration_curve``, which returns neither the rows per bin nor which bins are empty.
-"""
+JSON object (DVC's metrics) and two curves as CSV (DVC's plots), the reliability table (the
+points of :func:`taxonomist.models.metrics.reliability`, the ones training plots) and the ROC
+curve."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from taxonomist.errors import InvalidParameterError
-from taxonomist.models.metrics import classification_metrics
+from taxonomist.models.metrics import classification_metrics, reliability
 
 METRIC_KEYS = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
 RELIABILITY_FILE = "reliability.csv"
@@ -77,11 +74,9 @@ def evaluate_model(
     scores["unknown_labels"] = unknown
     if proba.shape[1] == 2:
         predicted = f"probability of '{names[1]}'"
-        reliability = reliability_table(proba[:, 1], y == 1, bins)
     else:
         predicted = "probability of the predicted class"
-        reliability = reliability_table(proba.max(axis=1), proba.argmax(axis=1) == y, bins)
-    return Evaluation(scores, reliability, roc_table(y, proba), predicted)
+    return Evaluation(scores, reliability_table(y, proba, bins), roc_table(y, proba), predicted)
 
 
 def check_bins(bins: int) -> None:
@@ -92,23 +87,20 @@ def check_bins(bins: int) -> None:
         )
 
 
-def reliability_table(predicted: np.ndarray, happened: np.ndarray, bins: int) -> pd.DataFrame:
-    """Per equal-width bin of ``predicted`` probabilities: its index, the mean prediction,
-    how often the event ``happened`` and the rows in it; empty bins are left out. A
-    calibrated model's ``observed`` is close to its ``mean_predicted``."""
-    predicted = np.asarray(predicted, dtype=np.float64)
-    happened = np.asarray(happened, dtype=np.float64)
-    index = np.minimum((predicted * bins).astype(int), bins - 1)
-    count = np.bincount(index, minlength=bins)
-    filled = count > 0
-    mean = np.bincount(index, weights=predicted, minlength=bins)[filled] / count[filled]
-    observed = np.bincount(index, weights=happened, minlength=bins)[filled] / count[filled]
+def reliability_table(y: np.ndarray, proba: np.ndarray, bins: int) -> pd.DataFrame:
+    """:func:`~taxonomist.models.metrics.reliability` over ``bins`` equal-width bins as a
+    table: the bin's index, the mean prediction, how often it happened, the rows in it (empty
+    bins left out). A calibrated model's ``observed`` is close to its ``mean_predicted``."""
+    points = reliability(np.asarray(y), proba, bins)
+    mean = np.asarray(points["mean_predicted"], dtype=np.float64)
+    # a bin's mean lies inside it, so it names the bin (1.0 belongs to the last one)
+    index = np.minimum((mean * bins).astype(int), bins - 1)
     return pd.DataFrame(
         {
-            "bin": np.flatnonzero(filled),
+            "bin": index,
             "mean_predicted": mean,
-            "observed": observed,
-            "count": count[filled],
+            "observed": points["observed"],
+            "count": np.asarray(points["count"]).astype(int),
         }
     )
 
