@@ -1,8 +1,9 @@
 """Every example in the README runs as written: the shell blocks with bash, the Python blocks
 with this interpreter, in one folder (the retrieval examples get the shared SQuAD sample as
-``squad.json`` and ``held_out.json``), against a fresh TAXONOMIST_HOME. The served API runs on
-a free port instead of 8000; nothing else is changed. The demo's block runs on the home the demo
-made, in tests/cli/test_demo.py."""
+``squad.json`` and ``held_out.json``, the DVC example the shared Avazu sample as ``train.csv``
+and ``valid.csv``), against a fresh TAXONOMIST_HOME. The served API runs on a free port instead
+of 8000, the S3 server of the DVC example (moto's) on a free port instead of 9000; nothing else
+is changed. The demo's block runs on the home the demo made, in tests/cli/test_demo.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, readme_blocks, run_block, shared, wait_http
+from tests.conftest import (
+    GIT_IDENTITY,
+    S3_KEYS,
+    free_port,
+    readme_blocks,
+    require_dvc_tools,
+    run_block,
+    serving_s3,
+    shared,
+    wait_http,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -102,6 +113,33 @@ def test_watch_it(workdir: tuple[Path, dict[str, str]]) -> None:
     assert report["verdict"] == "ok", report["reasons"]  # a random later batch: no drift
     assert ("promoted: challenger version 2" in out) or ("kept: champion version 1" in out)
     assert "retrains on a drift verdict, 500 new labels" in out
+
+
+@pytest.mark.slow
+def test_version_it_with_dvc(workdir: tuple[Path, dict[str, str]]) -> None:
+    import yaml
+
+    require_dvc_tools(s3=True)
+    folder, env = workdir
+    (config_lang, config), (shell, code) = readme_blocks("Version it with DVC")
+    assert (config_lang, shell) == ("yaml", "bash")
+    (folder / "ctr.yaml").write_text(config)
+    shutil.copyfile(shared("avazu/train.csv"), folder / "train.csv")
+    shutil.copyfile(shared("avazu/valid.csv"), folder / "valid.csv")
+    env = env | S3_KEYS | GIT_IDENTITY | {"DVC_NO_ANALYTICS": "1"}
+    with serving_s3("my-bucket") as (url, s3):
+        port = url.rsplit(":", 1)[1]
+        out = run_block(shell, code.replace("127.0.0.1:9000", f"127.0.0.1:{port}"), folder, env)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="my-bucket")["Contents"]]
+    project = folder / "ctr"
+    assert "Running stage 'evaluate'" in out and "Stage 'validate' didn't change" in out
+    assert "train.time_budget" in out and "reports/metrics.json" in out  # the two diffs
+    params = yaml.safe_load((project / "params.yaml").read_text())["train"]
+    assert params == yaml.safe_load(config) | {"name": "ctr", "time_budget": 40}
+    # train.csv, valid.csv, and the model folder (its listing and two files)
+    assert len(keys) == 5 and all(k.startswith("ctr/files/md5/") for k in keys)
+    assert sum(k.endswith(".dir") for k in keys) == 1
+    assert (project / "dvc_plots/index.html").exists()
 
 
 @pytest.mark.slow

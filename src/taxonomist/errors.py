@@ -152,3 +152,9 @@ class ServiceBusyError(ServiceUnavailableError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class ExternalToolError(TaxonomistError):
+    """A program Taxonomist runs for the user (git, DVC) is missing or failed."""
+
+    code = "external_tool_failed"

@@ -96,3 +96,29 @@ def test_library_lists_match_the_config_names() -> None:
 
     assert set(get_args(FamilyName)) == set(FAMILIES)
     assert set(get_args(MetricName)) == set(METRICS)
+
+
+def test_a_params_file_holds_the_config_under_train(tmp_path: Path) -> None:
+    # DVC's params.yaml: the options under 'train:' (DVC names them train.time_budget), other
+    # stages' sections beside it.
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "train:\n  target: click\n  trials: 2\n  families: [logreg]\nevaluate:\n  bins: 10\n"
+    )
+    config = TrainConfig.from_file(path)
+    assert (config.target, config.trials, config.families) == ("click", 2, ["logreg"])
+    path.write_text("train:\n  target: click\n  time_budgit: 3\n")
+    with pytest.raises(InvalidParameterError) as err:
+        TrainConfig.from_file(path)
+    assert "the 'train' section of 'params.yaml'" in err.value.message
+    assert "did you mean 'time_budget'" in err.value.message
+    path.write_text("train: fast\n")
+    with pytest.raises(InvalidParameterError, match=r"'train' in 'params\.yaml' must be a mapping"):
+        TrainConfig.from_file(path)
+
+
+def test_other_top_level_keys_are_errors_without_a_train_section(tmp_path: Path) -> None:
+    path = tmp_path / "ctr.yaml"
+    path.write_text("target: click\nevaluate:\n  bins: 10\n")
+    with pytest.raises(InvalidParameterError, match="unknown key 'evaluate'"):
+        TrainConfig.from_file(path)

@@ -1,10 +1,10 @@
 """The ``taxonomist`` command line: thin commands that parse, call the library (or a server)
 and print.
 
-One module per command group (``train``, ``models``, ``retrieval``, ``service``, ``demo``)
-over a local and a remote backend with the same operations (``backend``); what is shown, and
-how user errors become one message with exit status 2 (``--debug`` shows the traceback), lives
-in ``output``.
+One module per command group (``train``, ``validate``, ``models``, ``pipeline``,
+``retrieval``, ``service``, ``demo``) over a local and a remote backend with the same operations
+(``backend``); what is shown, and how user errors become one message with exit status 2
+(``--debug`` shows the traceback), lives in ``output``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from taxonomist.cli import demo, models, monitor, retrieval, service, train
+from taxonomist.cli import demo, models, monitor, pipeline, retrieval, service, train, validate
 from taxonomist.cli.output import CliGroup, configure_logging
 
 app = typer.Typer(
@@ -49,8 +49,10 @@ app.command()(train.train)
 app.command()(train.predict)
 app.command()(train.evaluate)
 app.command()(train.profile)
+app.command()(validate.validate)
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(retrieval.app, name="retrieval")
 app.command()(service.serve)
 app.command()(service.ui)

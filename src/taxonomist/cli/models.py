@@ -1,8 +1,9 @@
-"""``models list | show | alias | delete``: the model registry, here or on a server."""
+"""``models list | show | alias | export | delete``: the model registry, here or on a server."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,9 @@ from taxonomist.cli.backend import backend_for
 from taxonomist.cli.options import JsonOpt, ModelArg, RemoteOpt, TokenOpt
 from taxonomist.cli.output import echo_json, echo_text, out
 
-app = typer.Typer(help="List, inspect, alias and delete registered models.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, inspect, alias, export and delete registered models.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -108,6 +111,37 @@ def models_alias(
         echo_json(data)
     else:
         out.print(f"{data['name']}@{data['alias']} -> version {data['version']}")
+
+
+@app.command("export")
+def models_export(
+    model: ModelArg,
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to write model.joblib and model.json into (made if missing; files "
+            "of an earlier export are replaced)."
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a registered version to a folder that needs no registry: model.joblib (the
+    model) and model.json (name, version, target, classes, training config, package pins).
+
+    'taxonomist evaluate FOLDER DATA' scores it; a DVC stage can declare the folder as its
+    output. Works on this machine's registry (TAXONOMIST_HOME).
+    """
+    from taxonomist.registry import get_registry
+    from taxonomist.registry.export import export_version
+
+    meta = export_version(get_registry(), model, folder)
+    if as_json:
+        echo_json(meta)
+    else:
+        out.print(
+            f"Exported {meta['name']} version {meta['version']} to {folder} "
+            f"(target {meta['target']}, {len(meta['classes'])} classes)."
+        )
 
 
 @app.command("delete")

@@ -88,7 +88,8 @@ def train(
             "--config",
             help="A training config, YAML or JSON, with the keys data, target, name, text, "
             "roles, time_budget, trials, max_predict_ms, min_rows_per_second, metric, "
-            "families, seed, promote. DATA and the options "
+            "families, seed, promote (at the top level, or under 'train:' as in a DVC "
+            "params.yaml). DATA and the options "
             "given here override its values. 'taxonomist models show NAME --config' prints "
             "the one a version was trained with.",
         ),
@@ -167,6 +168,22 @@ def train(
             show_default=False,
         ),
     ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics",
+            help="Write the cross-validated scores and the training seconds here as one flat "
+            "JSON object: a DVC metrics file.",
+        ),
+    ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Also write the trained model to this folder (model.joblib and model.json, "
+            "as 'models export' does), e.g. a DVC stage's output. Not with --remote.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     remote: RemoteOpt = None,
     token: TokenOpt = None,
@@ -177,6 +194,11 @@ def train(
     features stacked with the text model, CatBoost for tabular-heavy data and sentence
     embeddings, tunes them with Optuna, ensembles the best, and calibrates probabilities.
     """
+    if export is not None and remote:
+        raise InvalidParameterError(
+            "--export writes a model trained here; with --remote the model stays on the "
+            "server. Drop --remote, or export it on the server with 'taxonomist models export'."
+        )
     backend = backend_for(remote, token)
     config = train_config(
         data,
@@ -196,10 +218,24 @@ def train(
         enabled=not as_json, budget=config.time_budget, trials=config.trials
     ) as progress:
         outcome = backend.train(config, progress)
+    if export is not None and outcome.result is not None:
+        from taxonomist.registry.export import export_model
+
+        result = outcome.result
+        export_model(
+            result.model,
+            export,
+            name=result.name,
+            version=result.version,
+            config=result.config.to_json(),
+        )
+        outcome.summary["export"] = str(export)
+    if metrics_file is not None:
+        write_training_metrics(outcome.summary, metrics_file)
     if as_json:
         echo_json(outcome.summary)
     elif outcome.result is not None:
-        print_training(outcome.result)
+        print_training(outcome.result, export)
     else:
         r = outcome.summary
         out.print(
@@ -209,7 +245,19 @@ def train(
         )
 
 
-def print_training(result: TrainResult) -> None:
+def write_training_metrics(summary: dict[str, Any], path: Path) -> None:
+    """The scores of a ``train --json`` summary that are numbers, and its seconds, as a flat
+    JSON object (what DVC reads as metrics)."""
+    import json
+
+    scores = summary["metrics"]
+    flat = {k: v for k, v in scores.items() if isinstance(v, int | float) and k != "primary"}
+    flat |= {"train_seconds": summary["train_seconds"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(flat, indent=2) + "\n")
+
+
+def print_training(result: TrainResult, export: Path | None = None) -> None:
     """Scores, ensemble, promotion and data notes of a training run trained here."""
     m = result.metrics
     out.print(
@@ -239,6 +287,8 @@ def print_training(result: TrainResult) -> None:
     out.print(f"Champion: {'yes' if result.promoted else 'no'} — {result.promotion_reason}.")
     for w in result.report.warnings:
         out.print(f"[yellow]Note:[/] {w}", highlight=False)
+    if export is not None:
+        out.print(f"Exported to {export}.")
     out.print(
         f"Next: taxonomist predict {result.name} DATA --output predictions.csv · "
         f"taxonomist models show {result.name}"
@@ -308,16 +358,64 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def evaluate(
-    model: ModelArg,
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="An exported model (a folder written by 'models export' or 'train --export', "
+            "or its model.joblib) or a registered one: NAME (its champion, else the latest "
+            "version), NAME@ALIAS or NAME/VERSION. A path that exists is read as an export.",
+            show_default=False,
+        ),
+    ],
     data: DataArg,
-    target: Annotated[str, typer.Option("--target", "-t", help="Column with the true labels.")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", "-t", help="Column with the true labels. Default: the model's target."
+        ),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics",
+            help="Write the scores here as one flat JSON object (n, accuracy, f1_macro, "
+            "f1_weighted, ece; roc_auc and log_loss for two classes): a DVC metrics file.",
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(
+            "--plots",
+            help="Write reliability.csv (bin, mean_predicted, observed, count) and roc.csv "
+            "(fpr, tpr) into this folder: DVC plots (x: mean_predicted, y: observed; x: fpr, "
+            "y: tpr). For two classes they follow the second class's probability, for more "
+            "the predicted class's (ROC micro-averaged).",
+        ),
+    ] = None,
+    bins: Annotated[
+        int,
+        typer.Option(
+            "--bins", help="Equal-width probability bins of reliability.csv.", min=2, max=1000
+        ),
+    ] = 10,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a model on labelled DATA: accuracy, F1, per-class report, ROC AUC (binary)."""
+    """Score a model on labelled DATA: accuracy, F1, per-class report, ROC AUC and log loss
+    (binary), calibration error; optionally as a metrics file and plot tables."""
     from taxonomist.data.load import load_table
+    from taxonomist.models.evaluation import evaluate_model
     from taxonomist.registry import get_registry
+    from taxonomist.registry.export import load_model
 
-    result = get_registry().load(model).evaluate(load_table(data), target=target)
+    evaluation = evaluate_model(
+        load_model(model, get_registry()), load_table(data), target, bins=bins
+    )
+    written = []
+    if metrics_file is not None:
+        written.append(evaluation.write_metrics(metrics_file))
+    if plots is not None:
+        written += evaluation.write_plots(plots)
+    result = evaluation.scores
     keys = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "per_class")
     if as_json:
         echo_json(
@@ -326,7 +424,7 @@ def evaluate(
         )
         return
     out.print(f"{model} on {data.name} ({result['n']} labelled rows)")
-    for k in keys[1:-1]:
+    for k in (*keys[1:-1], "ece"):
         if result[k] is not None:
             out.print(f"  {k}: {result[k]:.4f}")
     table = Table("class", "precision", "recall", "f1", "support")
@@ -337,6 +435,8 @@ def evaluate(
     out.print(table)
     if result["unknown_labels"]:
         out.print(f"[yellow]Labels the model never saw:[/] {result['unknown_labels']}")
+    if written:
+        out.print(f"Wrote {', '.join(str(p) for p in written)}.")
 
 
 def profile(

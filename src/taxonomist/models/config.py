@@ -188,22 +188,10 @@ class TrainConfig(TrainOptions):
 
     @classmethod
     def from_file(cls, path: str | Path) -> Self:
-        """Read a YAML or JSON config file."""
-        import yaml
-
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidParameterError(f"Cannot read the config file '{path}': {exc}") from None
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InvalidParameterError(
-                f"The config file '{path.name}' is not valid {path.suffix[1:].upper() or 'YAML'}: "
-                f"{exc}"
-            ) from None
-        return cls.parse(data or {}, source=f"'{path.name}'")
+        """Read a YAML or JSON config file: the options at its top level, or under a
+        ``train:`` section (see :func:`read_config_file`)."""
+        data, source = read_config_file(path)
+        return cls.parse(data, source=source)
 
     @property
     def predict_budget(self) -> PredictBudget:
@@ -228,6 +216,40 @@ class TrainConfigFile(TrainConfig):
     target: str | None = Field(  # type: ignore[assignment]
         default=None, min_length=1, max_length=200, description="Column with the labels."
     )
+
+
+PARAMS_SECTION = "train"
+
+
+def read_config_file(path: str | Path) -> tuple[Any, str]:
+    """The options a YAML or JSON config file holds, unvalidated, and how messages name them.
+
+    Two layouts: the options at the top level (``target: click``), or a DVC ``params.yaml``
+    whose ``train:`` section holds them (``train: {target: click}``, so DVC names them
+    ``train.time_budget``); only in that layout may other top-level keys sit beside it.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidParameterError(f"Cannot read the config file '{path}': {exc}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InvalidParameterError(
+            f"The config file '{path.name}' is not valid {path.suffix[1:].upper() or 'YAML'}: {exc}"
+        ) from None
+    if isinstance(data, dict) and PARAMS_SECTION in data:
+        section = data[PARAMS_SECTION]
+        if not isinstance(section, dict):
+            raise InvalidParameterError(
+                f"'{PARAMS_SECTION}' in '{path.name}' must be a mapping of option -> value "
+                f"(e.g. {PARAMS_SECTION}: {{target: label}}); got {type(section).__name__}."
+            )
+        return section, f"the '{PARAMS_SECTION}' section of '{path.name}'"
+    return data or {}, f"'{path.name}'"
 
 
 def config_error(exc: ValidationError, source: str, model: type[BaseModel]) -> Exception:

@@ -298,9 +298,22 @@ class TaxonomistModel:
     def evaluate(self, data: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
         """Scores on labelled ``data`` (rows whose label the model does not know count as
         errors; rows without a label are skipped)."""
+        from taxonomist.models.metrics import classification_metrics
+
+        y, proba, names, unknown = self.labelled_proba(data, target)
+        result = classification_metrics(y, proba, names)
+        result["unknown_labels"] = unknown
+        return result
+
+    def labelled_proba(
+        self, data: pd.DataFrame, target: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """The labelled rows of ``data`` (``target``: default the training target) as
+        ``(y, proba, names, unknown)``: class codes, probabilities with one column per name,
+        the class names, and the labels the model never saw (an extra column each, never
+        predicted)."""
         from taxonomist.data.schema import require_column
         from taxonomist.errors import TargetError
-        from taxonomist.models.metrics import classification_metrics
 
         target = target or self.schema.target
         assert target is not None
@@ -319,9 +332,7 @@ class TaxonomistModel:
                 index[u] = len(self.classes) + j
         y = truth.map(index).to_numpy(dtype=int)
         names = [str(c) for c in self.classes] + unknown
-        result = classification_metrics(y, proba, names)
-        result["unknown_labels"] = unknown
-        return result
+        return y, proba, names, unknown
 
     # -- explanation ------------------------------------------------------------------------
     def explain(self, record: dict[str, Any], top: int = 10) -> dict[str, Any]:

@@ -19,11 +19,10 @@ import pandas as pd
 from taxonomist.config import Settings, get_settings
 from taxonomist.data.load import TableSource, load_table
 from taxonomist.data.profile import profile_table
-from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, require_column
-from taxonomist.data.validate import validate_training_table
+from taxonomist.data.schema import Schema
 from taxonomist.errors import BudgetError, InvalidParameterError
 from taxonomist.features.build import FeatureBlocks, block_specs
-from taxonomist.features.ctr import parse_times, plan_ctr
+from taxonomist.features.ctr import parse_times
 from taxonomist.models.candidates import FAMILIES, Task
 from taxonomist.models.config import DEFAULT_TIME_BUDGET, TrainConfig
 from taxonomist.models.cost import BATCH_ROWS, Cost, PredictBudget, embedding_cost
@@ -32,20 +31,12 @@ from taxonomist.models.metrics import primary_metric
 from taxonomist.models.model import TaxonomistModel
 from taxonomist.models.result import REFERENCE_PREDICTED, REFERENCE_ROWS, TrainResult
 from taxonomist.models.search import ModelSearch, SearchResult, choose_folds
+from taxonomist.models.table_check import check_training_table
 
 logger = logging.getLogger(__name__)
 
 # Binary targets rarer than this are scored by log loss (default_metric).
 CTR_POSITIVE_RATE = 0.3
-
-
-def _overrides(config: TrainConfig) -> dict[str, Any]:
-    out: dict[str, Any] = dict(config.roles or {})
-    for col in config.text or []:
-        out[col] = ColumnRole.TEXT
-    if config.time_column:
-        out[config.time_column] = ColumnRole.TIME
-    return out
 
 
 def default_metric(y: np.ndarray, n_classes: int, requested: str | None) -> str | None:
@@ -199,16 +190,9 @@ def train(
     seed = settings.seed if config.seed is None else config.seed
     time_budget, trials = config.time_budget, config.trials
     df = load_table(data)
-    require_column(target, [str(c) for c in df.columns], what="target")
-    overrides = _overrides(config)
-    schema = infer_column_roles(df, target, overrides)
-    # A time column the roles guess (a YYMMDDHH 'hour', a 'created_at') counts as one given.
-    time_column = config.time_column or next(iter(schema.time), None)
-    ctr_plan = None
-    if config.ctr is not None or time_column is not None:
-        ctr_plan = plan_ctr(config.ctr, time_column, config.time_format, df)
-    folds_k = 5
-    df, schema, report = validate_training_table(df, schema, n_splits=folds_k)
+    checked = check_training_table(df, config)
+    df, schema, report, ctr_plan = checked.table, checked.schema, checked.report, checked.ctr_plan
+    time_column = checked.time_column
     for w in report.warnings:
         logger.warning(w)
     profile = profile_table(df, schema)

@@ -123,7 +123,7 @@ class Registry:
                     name="model",
                     python_model=TaxonomistPyfunc(),
                     artifacts={"model": str(path)},
-                    pip_requirements=_pip_requirements(),
+                    pip_requirements=pip_requirements(),
                     signature=signature,
                 )
             # Read the champion, compare, register, move the alias: one step per name, or
@@ -450,7 +450,8 @@ def _version_dict(mv: Any, aliases: list[str]) -> dict[str, Any]:
     }
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements() -> list[str]:
+    """The package pins a logged or exported model names."""
     from importlib.metadata import version
 
     pins = []

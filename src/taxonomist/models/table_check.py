@@ -1,0 +1,62 @@
+"""What training checks before it searches: the config's columns exist in the table, the
+click-through options fit it, and the table is usable (``data/validate.py``). ``train()``
+and ``taxonomist validate`` (a pipeline's first stage) run the same checks, here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, require_column
+from taxonomist.data.validate import ValidationReport, validate_training_table
+from taxonomist.features.ctr import CtrPlan, plan_ctr
+from taxonomist.models.config import TrainConfig
+
+
+@dataclass
+class TableCheck:
+    """A table that passed: the rows training uses, the column roles, what validation found
+    and changed, the time column (given, or guessed from the roles; ``None`` without one)
+    and the click-through plan (``None`` without ``ctr`` or a time column)."""
+
+    table: pd.DataFrame
+    schema: Schema
+    report: ValidationReport
+    ctr_plan: CtrPlan | None
+    time_column: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``validate --report`` contract."""
+        return {
+            "ok": True,
+            "target": self.schema.target,
+            "time_column": self.time_column,
+            "roles": {c: str(r) for c, r in self.schema.roles.items()},
+            **self.report.to_dict(),
+        }
+
+
+def forced_roles(config: TrainConfig) -> dict[str, Any]:
+    """The column roles ``config`` sets: ``roles``, the ``text`` columns, the time column."""
+    out: dict[str, Any] = dict(config.roles or {})
+    for col in config.text or []:
+        out[col] = ColumnRole.TEXT
+    if config.time_column:
+        out[config.time_column] = ColumnRole.TIME
+    return out
+
+
+def check_training_table(df: pd.DataFrame, config: TrainConfig, *, n_splits: int = 5) -> TableCheck:
+    """Check ``df`` for training with ``config``; raises a ``TaxonomistError`` naming the
+    column or key to fix when training could not go on."""
+    require_column(config.target, [str(c) for c in df.columns], what="target")
+    schema = infer_column_roles(df, config.target, forced_roles(config))
+    # A time column the roles guess (a YYMMDDHH 'hour', a 'created_at') counts as one given.
+    time_column = config.time_column or next(iter(schema.time), None)
+    ctr_plan = None
+    if config.ctr is not None or time_column is not None:
+        ctr_plan = plan_ctr(config.ctr, time_column, config.time_format, df)
+    df, schema, report = validate_training_table(df, schema, n_splits=n_splits)
+    return TableCheck(df, schema, report, ctr_plan, time_column)
