@@ -13,7 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from taxonomist.features import CountEncoder, HashedTfidfVectorizer, OutOfFoldDecision
 from taxonomist.features.text import hashed_ngram_counts, ngram_bucket, ngrams_of
-from taxonomist.models.linear import NBSVMClassifier, SoftmaxLinearSVC
+from taxonomist.models.linear import NBSVMClassifier, OneVsRestCascade, SoftmaxLinearSVC
 
 TEXTS = [
     "Red running shoes for men",
@@ -40,7 +40,13 @@ def _expected_failures(est) -> dict[str, str]:
 
 
 @parametrize_with_checks(
-    [CountEncoder(), SoftmaxLinearSVC(), NBSVMClassifier(), OutOfFoldDecision()],
+    [
+        CountEncoder(),
+        SoftmaxLinearSVC(),
+        NBSVMClassifier(),
+        OneVsRestCascade(),
+        OutOfFoldDecision(),
+    ],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_contract(estimator, check) -> None:
@@ -273,6 +279,69 @@ def test_linear_svm_stops_at_its_deadline() -> None:
         SoftmaxLinearSVC(n_jobs=2).fit(X, y, deadline=time.perf_counter() - 1)
     fitted = SoftmaxLinearSVC(n_jobs=2).fit(X, y, deadline=time.perf_counter() + 60)
     assert fitted.coef_.shape == (4, 10)
+
+
+def test_best_f1_threshold_keeps_the_best_top_scores() -> None:
+    from taxonomist.models.linear import best_f1_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    positive = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
+    # keeping the top 2: F1 0.8; the top 4: 2*3/(4+3) = 0.857, the best; so between 0.6 and 0.5
+    assert best_f1_threshold(scores, positive) == pytest.approx(0.55)
+    assert best_f1_threshold(scores, np.zeros(6, dtype=bool)) == 0.0
+
+
+def test_cascade_moves_each_classs_threshold_and_falls_back_to_the_nearest() -> None:
+    """A rare class whose evidence is weak: its own problem, balanced, its own threshold
+    (tuned on inner folds) and its turn first in the cascade (the order the folds chose) find
+    it better than the plain one-vs-rest argmax; a record that clears no threshold still gets
+    the class it is nearest to."""
+    import time
+
+    from sklearn.metrics import f1_score
+
+    from taxonomist.models.linear import DeadlineReached
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    y = rng.choice(3, n, p=[0.6, 0.35, 0.05])
+    X = rng.normal(size=(n, 20))
+    X[np.arange(n), y] += np.array([1.5, 1.5, 0.6])[y]  # class 2: rare and faint
+    Xs = sparse.csr_matrix(X)
+    cascade = OneVsRestCascade(C=0.5, n_jobs=2).fit(Xs[:2000], y[:2000])
+    plain = SoftmaxLinearSVC(C=0.5, n_jobs=2).fit(Xs[:2000], y[:2000])
+    assert cascade.thresholds_.shape == (3,)
+    # each problem weighs its two sides alike, which lifts a rare class's decision values:
+    # its threshold is where they stop paying in F1
+    assert cascade.thresholds_[2] > cascade.thresholds_[0]
+    ours = f1_score(y[2000:], cascade.predict(Xs[2000:]), average=None)
+    base = f1_score(y[2000:], plain.predict(Xs[2000:]), average=None)
+    assert list(cascade.order_) == [2, 1, 0]  # the rarest first
+    assert ours[2] > base[2] + 0.03 and ours.mean() > base.mean() + 0.01
+    margins = cascade.decision_function(Xs[2000:])
+    predicted = cascade.predict(Xs[2000:])
+    rare = margins[:, 2] >= 0
+    assert rare.any() and (predicted[rare] == 2).all()  # its turn comes first
+    none_clear = (margins < 0).all(axis=1)
+    assert none_clear.any()  # the fallback: the class nearest to its threshold
+    assert np.array_equal(predicted[none_clear], margins[none_clear].argmax(axis=1))
+    proba = cascade.predict_proba(Xs[2000:])
+    assert np.allclose(proba.sum(axis=1), 1) and np.array_equal(proba.argmax(axis=1), predicted)
+    again = OneVsRestCascade(C=0.5, n_jobs=1).fit(Xs[:2000], y[:2000])
+    assert np.array_equal(again.coef_, cascade.coef_)
+    assert np.array_equal(again.thresholds_, cascade.thresholds_)
+    with pytest.raises(DeadlineReached):
+        OneVsRestCascade().fit(Xs, y, deadline=time.perf_counter() - 1)
+
+
+def test_the_cascade_is_trained_only_when_named(toy) -> None:
+    from taxonomist.models.train import train
+
+    named = train(toy, target="label", trials=2, families=["ovr_cascade"])
+    assert named.model.families == {"ovr_cascade": 1.0}
+    assert named.metrics["f1_macro"] > 0.8
+    default = train(toy, target="label", trials=6)
+    assert "ovr_cascade" not in set(default.leaderboard["family"])
 
 
 @pytest.mark.torch

@@ -28,7 +28,15 @@ MetricName = Literal[
     "f1_macro", "f1_weighted", "accuracy", "balanced_accuracy", "roc_auc", "log_loss"
 ]
 FamilyName = Literal[
-    "linear_svm", "nb_svm", "logreg", "complement_nb", "lightgbm", "catboost", "fm", "embed"
+    "linear_svm",
+    "nb_svm",
+    "ovr_cascade",
+    "logreg",
+    "complement_nb",
+    "lightgbm",
+    "catboost",
+    "fm",
+    "embed",
 ]
 CountWindow = Literal["hour_of_day", "weekday"]
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"

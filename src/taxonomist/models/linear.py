@@ -1,4 +1,5 @@
-"""Linear estimators over sparse features: a softmax-calibrated linear SVM and NB-SVM.
+"""Linear estimators over sparse features: a softmax-calibrated linear SVM, NB-SVM and a
+cascade of one-vs-rest SVMs with a threshold per class.
 
 Both solve liblinear's dual problem per class with the compiled ``_svm.dual_cd`` on threads,
 and stop at a wall-clock deadline by raising :class:`DeadlineReached`.
@@ -226,3 +227,153 @@ class NBSVMClassifier(SoftmaxLinearSVC):
                 float(self.class_weight.get(rest, 1.0)) if rest is not None else 1.0,
             )
         return 1.0, 1.0
+
+
+class OneVsRestCascade(SoftmaxLinearSVC):
+    """A cascade of one-vs-rest linear SVMs, each with its own threshold.
+
+    One binary SVM per class, balanced within its own problem (the class against all the
+    rest, each side weighing half), and a threshold per class tuned to the class's best F1 on
+    out-of-fold decision values (``inner_folds`` folds of the training rows). The classes are
+    then tried in order of confidence, the most precise on those folds first: a record goes
+    to the first whose decision clears its threshold; one that clears none goes to the class
+    it is nearest to clearing (the "other" fallback). The probabilities are the softmax of the
+    margins over the thresholds with the cascade's choice lifted to the top, so the ensemble
+    and the calibration take it like any other member.
+
+    Per-class thresholds pay where classes differ in how separable they are: a hand-made
+    cascade like this one scored best on the cartoon-video projects. It costs
+    ``inner_folds + 1`` linear SVMs.
+    """
+
+    def __init__(
+        self,
+        C: float = 0.5,
+        inner_folds: int = 3,
+        random_state: int | None = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        super().__init__(C=C, class_weight="balanced", random_state=random_state, n_jobs=n_jobs)
+        self.inner_folds = inner_folds
+
+    def fit(self, X: Any, y: Any, deadline: float | None = None) -> OneVsRestCascade:
+        from sklearn.model_selection import StratifiedKFold
+
+        X, y = validate_data(self, X, y, accept_sparse="csr", reset=True)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        X = _csr64(X)
+        counts = np.bincount(codes, minlength=len(self.classes_))
+        folds = min(self.inner_folds, int(counts.min()))
+        oof = None
+        if folds >= 2:
+            split = StratifiedKFold(folds, shuffle=True, random_state=self.random_state or 0)
+            for train, valid in split.split(np.zeros(len(codes)), codes):
+                coef, bias = self._fit_rows(_csr64(X[train]), codes[train], deadline)
+                d = np.asarray(X[valid] @ coef.T) + bias
+                if oof is None:
+                    oof = np.zeros((len(codes), d.shape[1]))
+                oof[valid] = d
+        self.coef_, self.intercept_ = self._fit_rows(X, codes, deadline)
+        targets = [1] if len(self.classes_) == 2 else list(range(len(self.classes_)))
+        self.thresholds_ = np.array(
+            [
+                0.0 if oof is None else best_f1_threshold(oof[:, j], codes == c)
+                for j, c in enumerate(targets)
+            ]
+        )
+        self.order_ = None
+        if oof is not None and len(targets) > 2:
+            self.order_ = self._best_order(oof - self.thresholds_, codes)
+        return self
+
+    def _fit_rows(
+        self, X: sparse.csr_matrix, codes: np.ndarray, deadline: float | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = float(len(codes))
+        counts = np.bincount(codes, minlength=len(self.classes_)).astype(float)
+
+        def one(c: int) -> tuple[np.ndarray, float]:
+            n_c = max(counts[c], 1.0)
+            w_pos, w_neg = n / (2.0 * n_c), n / (2.0 * max(n - n_c, 1.0))
+            return self._solve(X, X.data, codes == c, w_pos, w_neg)
+
+        self._one_vs_rest(one, deadline, "one-vs-rest cascade")
+        return self.coef_, self.intercept_
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Each class's margin over its threshold."""
+        d = super().decision_function(X)
+        check_is_fitted(self, "thresholds_")
+        return d - (self.thresholds_[0] if d.ndim == 1 else self.thresholds_)
+
+    def _best_order(self, margins: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
+        """The order of the classes with the best out-of-fold macro-F1: the rarest first, the
+        most precise first, or none (the widest margin wins)."""
+        from sklearn.metrics import f1_score
+
+        fired = margins >= 0
+        precision = np.array(
+            [
+                (codes[fired[:, c]] == c).mean() if fired[:, c].any() else 0.0
+                for c in range(len(margins[0]))
+            ]
+        )
+        counts = np.bincount(codes, minlength=margins.shape[1])
+        orders: list[np.ndarray | None] = [
+            None,
+            np.argsort(counts, kind="stable"),
+            np.argsort(-precision, kind="stable"),
+        ]
+        scores = [
+            f1_score(codes, self._choice(margins, order), average="macro") for order in orders
+        ]
+        return orders[int(np.argmax(scores))]
+
+    def _choice(self, margins: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+        """The cascade's class per row: the first in ``order`` (default :attr:`order_`) over
+        its threshold, else the nearest to its threshold; without an order, the widest
+        margin."""
+        order = self.order_ if order is None else order
+        choice = margins.argmax(axis=1)
+        if order is None:
+            return choice
+        decided = np.zeros(len(margins), dtype=bool)
+        for c in order:
+            fires = (margins[:, c] >= 0) & ~decided
+            choice[fires] = c
+            decided |= fires
+        return choice
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        margins = self.decision_function(X)
+        if margins.ndim == 1:
+            return super().predict_proba(X)
+        z = margins * 4.0
+        rows = np.arange(len(z))
+        choice = self._choice(margins)
+        z[rows, choice] = np.maximum(z[rows, choice], z.max(axis=1) + 1.0)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        margins = self.decision_function(X)
+        if margins.ndim == 1:
+            return self.classes_[(margins > 0).astype(int)]
+        return self.classes_[self._choice(margins)]
+
+
+def best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The decision threshold with the best F1 for ``positive`` on ``scores`` (halfway
+    between the last score kept and the next); 0 when the class never occurs."""
+    n_pos = int(positive.sum())
+    if n_pos == 0 or n_pos == len(positive):
+        return 0.0
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(positive[order])
+    kept = np.arange(1, len(scores) + 1)
+    f1 = 2 * hits / (kept + n_pos)
+    best = int(np.argmax(f1))
+    s = scores[order]
+    return float((s[best] + s[best + 1]) / 2) if best + 1 < len(s) else float(s[best] - 1e-6)

@@ -356,7 +356,7 @@ class TaxonomistModel:
 # Rows per chunk of a batch predicted on several threads: the n-gram counter's own chunk, so
 # each thread's vectorizer runs inline.
 PARALLEL_ROWS = 2048
-PARALLEL_FAMILIES = frozenset({"linear_svm", "nb_svm", "logreg", "complement_nb"})
+PARALLEL_FAMILIES = frozenset({"linear_svm", "nb_svm", "ovr_cascade", "logreg", "complement_nb"})
 
 _WEIGHTS = ("coef_", "components_", "feature_log_prob_")
 

@@ -58,7 +58,7 @@ def _available_families(
     budget: PredictBudget,
 ) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
-    names = list(requested or FAMILIES)
+    names = list(requested or (n for n, f in FAMILIES.items() if f.searched))
     for n in names:
         if n not in FAMILIES:
             raise InvalidParameterError(
