@@ -281,6 +281,28 @@ def test_linear_svm_stops_at_its_deadline() -> None:
     assert fitted.coef_.shape == (4, 10)
 
 
+def test_category_strings_are_the_same_whatever_the_column_dtype() -> None:
+    """Integers, nullable integers, whole floats, pandas strings and Python objects: one
+    string per level and one missing level, as the single-record path writes them."""
+    from taxonomist.features.categorical import MISSING, _code_strings, as_category_strings
+
+    columns = {
+        "int": pd.Series([1, 20, 3]),
+        "nullable": pd.Series([1, None, 3], dtype="Int64"),
+        "float": pd.Series([1.0, np.nan, 2.5]),
+        "str": pd.Series(["x", None, "z"], dtype="str"),
+        "object": pd.Series(["x", None, "z"], dtype=object),
+    }
+    got = as_category_strings(pd.DataFrame(columns))
+    assert got["int"].tolist() == ["1", "20", "3"]
+    assert got["nullable"].tolist() == ["1", MISSING, "3"]
+    assert got["float"].tolist() == ["1", MISSING, "2.5"]
+    assert got["str"].tolist() == got["object"].tolist() == ["x", MISSING, "z"]
+    for name, s in columns.items():
+        values = s.astype(object).where(s.notna(), None).to_numpy()
+        assert _code_strings(values).tolist() == got[name].tolist(), name
+
+
 def test_best_f1_threshold_keeps_the_best_top_scores() -> None:
     from taxonomist.models.linear import best_f1_threshold
 
