@@ -128,6 +128,14 @@ def train(
             "then give the same model.",
         ),
     ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            help="Train on a stratified sample of N rows (at least 100) for a quick run: "
+            "every class keeps its share and at least 5 rows.",
+        ),
+    ] = None,
     max_predict_ms: Annotated[
         float | None,
         typer.Option(
@@ -208,6 +216,7 @@ def train(
         roles=parse_roles(role or []) or None,
         time_budget=time_budget,
         trials=trials,
+        sample=sample,
         max_predict_ms=max_predict_ms,
         min_rows_per_second=min_rows_per_second,
         metric=metric,

@@ -112,7 +112,14 @@ class TrainOptions(BaseModel):
     )
     metric: MetricName | None = Field(
         default=None,
-        description="Metric to optimise; default roc_auc for two classes, f1_macro otherwise.",
+        description="Metric to optimise; default log_loss for two classes with under 30 % "
+        "positive (clicks), roc_auc for other two-class targets, f1_macro otherwise.",
+    )
+    sample: int | None = Field(
+        default=None,
+        ge=100,
+        description="Train on a stratified sample of this many rows, for a quick run: every "
+        "class keeps its share and at least 5 rows (all it has when fewer).",
     )
     families: list[FamilyName] | None = Field(
         default=None, min_length=1, description="Model families to search (default: all that fit)."

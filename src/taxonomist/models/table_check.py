@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from taxonomist.data.schema import ColumnRole, Schema, infer_column_roles, require_column
@@ -60,3 +61,25 @@ def check_training_table(df: pd.DataFrame, config: TrainConfig, *, n_splits: int
         ctr_plan = plan_ctr(config.ctr, time_column, config.time_format, df)
     df, schema, report = validate_training_table(df, schema, n_splits=n_splits)
     return TableCheck(df, schema, report, ctr_plan, time_column)
+
+
+# A sampled class keeps at least this many rows: the folds need one in each.
+SAMPLE_MIN_PER_CLASS = 5
+
+
+def stratified_sample(df: pd.DataFrame, target: str, n: int, seed: int) -> pd.DataFrame:
+    """About ``n`` rows of ``df``, every class in its share and with at least
+    :data:`SAMPLE_MIN_PER_CLASS` rows (all it has when fewer), in the table's order."""
+    if len(df) <= n:
+        return df
+    rng = np.random.default_rng(seed)
+    labels = df[target].astype(str).to_numpy()
+    classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keep = np.minimum(counts, np.maximum(np.round(counts * n / len(df)), SAMPLE_MIN_PER_CLASS))
+    rows = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(codes == c), int(k), replace=False)
+            for c, k in zip(range(len(classes)), keep, strict=True)
+        ]
+    )
+    return df.iloc[np.sort(rows)].reset_index(drop=True)

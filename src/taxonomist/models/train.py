@@ -31,7 +31,7 @@ from taxonomist.models.metrics import primary_metric
 from taxonomist.models.model import TaxonomistModel
 from taxonomist.models.result import REFERENCE_PREDICTED, REFERENCE_ROWS, TrainResult
 from taxonomist.models.search import ModelSearch, SearchResult, choose_folds
-from taxonomist.models.table_check import check_training_table
+from taxonomist.models.table_check import check_training_table, stratified_sample
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +192,13 @@ def train(
     df = load_table(data)
     checked = check_training_table(df, config)
     df, schema, report, ctr_plan = checked.table, checked.schema, checked.report, checked.ctr_plan
+    if config.sample is not None and len(df) > config.sample:
+        n_rows = len(df)
+        df = stratified_sample(df, target, config.sample, seed)
+        report.warnings.append(
+            f"Trained on a stratified sample of {len(df):,} of the {n_rows:,} rows (sample="
+            f"{config.sample}): a quick run; drop the sample to train on all of them."
+        )
     time_column = checked.time_column
     for w in report.warnings:
         logger.warning(w)
