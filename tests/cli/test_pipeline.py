@@ -108,7 +108,18 @@ def test_an_export_evaluates_like_its_registered_version(home, toy_csv, tmp_path
     registered = json.loads(_ok(["evaluate", "toy/1", str(toy_csv), "--json"]))
     scores = json.loads(metrics.read_text())
     assert scores == pytest.approx(
-        {k: registered[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")}
+        {
+            k: registered[k]
+            for k in (
+                "n",
+                "accuracy",
+                "f1_macro",
+                "f1_weighted",
+                "ece",
+                "mean_confidence",
+                "low_confidence_share",
+            )
+        }
         | {"n_unknown_labels": 0}
     )
     assert "roc_auc" not in scores  # three classes: no binary scores, rather than nulls

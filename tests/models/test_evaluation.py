@@ -87,3 +87,52 @@ def test_metrics_leave_undefined_scores_out_and_plots_always_exist(tmp_path: Pat
 def test_bad_bins_are_named(bins: object) -> None:
     with pytest.raises(InvalidParameterError, match=r"'bins' parameter must be an int"):
         check_bins(bins)  # type: ignore[arg-type]
+
+
+def test_evaluate_without_labels_gives_predictions_and_confidence(
+    home: Path, tmp_path: Path, toy: pd.DataFrame
+) -> None:
+    from typer.testing import CliRunner
+
+    from taxonomist.cli import app
+    from taxonomist.models.train import train
+    from taxonomist.registry import get_registry
+
+    train(toy, target="label", trials=1, families=["logreg"], name="toy").register(get_registry())
+    toy.drop(columns="label").to_csv(tmp_path / "new.csv", index=False)
+    toy.to_csv(tmp_path / "labelled.csv", index=False)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["evaluate", "toy", str(tmp_path / "new.csv")])
+    assert shown.exit_code == 0, shown.output
+    assert "without labels" in shown.output and "mean confidence" in shown.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "toy",
+            str(tmp_path / "new.csv"),
+            "--json",
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["labelled"] is False and scores["n"] == len(toy)
+    assert sum(scores["predicted_share"].values()) == pytest.approx(1.0)
+    assert set(scores["predicted_share"]) == {"cooking", "finance", "sport"}
+    assert 1 / 3 < scores["mean_confidence"] <= 1
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) == {"n", "mean_confidence", "low_confidence_share"}
+    labelled = runner.invoke(
+        app,
+        ["evaluate", "toy", str(tmp_path / "labelled.csv"), "--metrics", str(tmp_path / "l.json")],
+    )
+    assert labelled.exit_code == 0, labelled.output
+    both = json.loads((tmp_path / "l.json").read_text())
+    assert both["accuracy"] > 0.8 and both["mean_confidence"] == pytest.approx(
+        metrics["mean_confidence"]
+    )
+    # a label column named but missing is a mistake, not a request for unlabelled scores
+    named = runner.invoke(app, ["evaluate", "toy", str(tmp_path / "new.csv"), "--target", "label"])
+    assert named.exit_code == 2 and "label" in named.output

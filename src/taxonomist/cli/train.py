@@ -410,7 +410,9 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a model on labelled DATA: accuracy, F1, per-class report, ROC AUC and log loss
-    (binary), calibration error; optionally as a metrics file and plot tables."""
+    (binary), calibration error; optionally as a metrics file and plot tables. DATA without
+    the model's target column (and no --target) is scored without labels: the predicted
+    classes' shares and the confidence."""
     from taxonomist.data.load import load_table
     from taxonomist.models.evaluation import evaluate_model
     from taxonomist.registry import get_registry
@@ -425,11 +427,17 @@ def evaluate(
     if plots is not None:
         written += evaluation.write_plots(plots)
     result = evaluation.scores
+    if not result["labelled"]:
+        _print_unlabelled(model, data, result, written, as_json)
+        return
     keys = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "per_class")
     if as_json:
         echo_json(
             {k: result[k] for k in keys}
-            | {"ece": result["ece"], "unknown_labels": result["unknown_labels"]}
+            | {
+                k: result[k]
+                for k in ("ece", "mean_confidence", "low_confidence_share", "unknown_labels")
+            }
         )
         return
     out.print(f"{model} on {data.name} ({result['n']} labelled rows)")
@@ -444,6 +452,29 @@ def evaluate(
     out.print(table)
     if result["unknown_labels"]:
         out.print(f"[yellow]Labels the model never saw:[/] {result['unknown_labels']}")
+    if written:
+        out.print(f"Wrote {', '.join(str(p) for p in written)}.")
+
+
+def _print_unlabelled(
+    model: str, data: Path, result: dict[str, Any], written: list[Path], as_json: bool
+) -> None:
+    if as_json:
+        echo_json(result)
+        return
+    out.print(
+        f"{model} on {data.name} ({result['n']} rows without labels: predictions and "
+        "confidence only; give the labels' column with --target to score them)"
+    )
+    out.print(f"  mean confidence: {result['mean_confidence']:.4f}")
+    from taxonomist.models.evaluation import LOW_CONFIDENCE
+
+    share = result["low_confidence_share"]
+    out.print(f"  share under {LOW_CONFIDENCE:.0%} confidence: {share:.4f}")
+    table = Table("predicted class", "share")
+    for c, share in sorted(result["predicted_share"].items(), key=lambda kv: -kv[1]):
+        table.add_row(c, f"{share:.3f}")
+    out.print(table)
     if written:
         out.print(f"Wrote {', '.join(str(p) for p in written)}.")
 

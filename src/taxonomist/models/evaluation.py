@@ -1,4 +1,5 @@
-"""A model scored on labelled rows, as files a pipeline tool reads: the scores as one flat
+"""A model scored on labelled rows (or, without labels, its predictions and confidence), as
+files a pipeline tool reads: the scores as one flat
 JSON object (DVC's metrics) and two curves as CSV (DVC's plots), the reliability table (the
 points of :func:`taxonomist.models.metrics.reliability`, the ones training plots) and the ROC
 curve."""
@@ -16,7 +17,19 @@ import pandas as pd
 from taxonomist.errors import InvalidParameterError
 from taxonomist.models.metrics import classification_metrics, reliability
 
-METRIC_KEYS = ("n", "accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "ece")
+METRIC_KEYS = (
+    "n",
+    "accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "roc_auc",
+    "log_loss",
+    "ece",
+    "mean_confidence",
+    "low_confidence_share",
+)
+# A prediction whose top probability is under this is counted as low-confidence.
+LOW_CONFIDENCE = 0.5
 RELIABILITY_FILE = "reliability.csv"
 ROC_FILE = "roc.csv"
 MAX_BINS = 1000
@@ -39,7 +52,8 @@ class Evaluation:
         out: dict[str, float | int] = {
             k: self.scores[k] for k in METRIC_KEYS if self.scores.get(k) is not None
         }
-        out["n_unknown_labels"] = len(self.scores.get("unknown_labels", []))
+        if self.scores.get("labelled", True):
+            out["n_unknown_labels"] = len(self.scores.get("unknown_labels", []))
         return out
 
     def write_metrics(self, path: str | Path) -> Path:
@@ -67,16 +81,42 @@ def evaluate_model(
 ) -> Evaluation:
     """Score ``model`` (a ``TaxonomistModel``) on the labelled rows of ``data``; ``target``
     defaults to the model's; ``bins``: equal-width probability bins of the reliability
-    table."""
+    table. Without a ``target`` and without the model's target column in ``data``, the rows
+    are unlabelled: the scores are the predictions and their confidence only
+    (``labelled`` False, ``predicted_share`` per class), the curves empty."""
     check_bins(bins)
+    if target is None and model.schema.target not in [str(c) for c in data.columns]:
+        return _unlabelled(model, data)
     y, proba, names, unknown = model.labelled_proba(data, target)
     scores = classification_metrics(y, proba, names)
-    scores["unknown_labels"] = unknown
+    scores.update(_confidence(proba), labelled=True, unknown_labels=unknown)
     if proba.shape[1] == 2:
         predicted = f"probability of '{names[1]}'"
     else:
         predicted = "probability of the predicted class"
     return Evaluation(scores, reliability_table(y, proba, bins), roc_table(y, proba), predicted)
+
+
+def _confidence(proba: np.ndarray) -> dict[str, float]:
+    top = proba.max(axis=1)
+    return {
+        "mean_confidence": float(top.mean()) if len(top) else 0.0,
+        "low_confidence_share": float((top < LOW_CONFIDENCE).mean()) if len(top) else 0.0,
+    }
+
+
+def _unlabelled(model: Any, data: pd.DataFrame) -> Evaluation:
+    proba = model.predict_proba(data).to_numpy()
+    names = [str(c) for c in model.classes]
+    share = np.bincount(proba.argmax(axis=1), minlength=len(names)) / max(len(proba), 1)
+    scores: dict[str, Any] = {
+        "n": len(proba),
+        "labelled": False,
+        **_confidence(proba),
+        "predicted_share": {c: float(v) for c, v in zip(names, share, strict=True)},
+    }
+    empty = pd.DataFrame({"bin": [], "mean_predicted": [], "observed": [], "count": []})
+    return Evaluation(scores, empty, pd.DataFrame({"fpr": [], "tpr": []}), "no labels")
 
 
 def check_bins(bins: int) -> None:
