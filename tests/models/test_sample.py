@@ -33,7 +33,7 @@ def test_train_on_a_sample_says_so(home: Path) -> None:
     df = pd.read_csv(shared("womens_clothing/reviews.csv"))
     result = train(df, target="Class Name", sample=1500, trials=2, families=["complement_nb"])
     n = result.model.info["protocol"]["n_rows"]
-    assert 1400 <= n <= 1600
+    assert 1400 <= n <= 1600 and result.report.n_rows_used == n  # the registry's n_rows
     counts = df["Class Name"].value_counts()
     # Trend: 119 of 23,486 rows, ~8 in the sample; every class the folds can use is there
     assert set(counts[counts >= SAMPLE_MIN_PER_CLASS].index) <= set(result.model.classes)

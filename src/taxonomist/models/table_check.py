@@ -74,12 +74,9 @@ def stratified_sample(df: pd.DataFrame, target: str, n: int, seed: int) -> pd.Da
         return df
     rng = np.random.default_rng(seed)
     labels = df[target].astype(str).to_numpy()
-    classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     keep = np.minimum(counts, np.maximum(np.round(counts * n / len(df)), SAMPLE_MIN_PER_CLASS))
     rows = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(codes == c), int(k), replace=False)
-            for c, k in zip(range(len(classes)), keep, strict=True)
-        ]
+        [rng.choice(np.flatnonzero(codes == c), int(k), replace=False) for c, k in enumerate(keep)]
     )
     return df.iloc[np.sort(rows)].reset_index(drop=True)

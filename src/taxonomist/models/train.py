@@ -195,6 +195,7 @@ def train(
     if config.sample is not None and len(df) > config.sample:
         n_rows = len(df)
         df = stratified_sample(df, target, config.sample, seed)
+        report.n_rows_used = len(df)
         report.warnings.append(
             f"Trained on a stratified sample of {len(df):,} of the {n_rows:,} rows (sample="
             f"{config.sample}): a quick run; drop the sample to train on all of them."
