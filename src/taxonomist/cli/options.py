@@ -41,3 +41,21 @@ TokenOpt = Annotated[
 ]
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0: all).")]
 PortOpt = Annotated[int, typer.Option("--port", help="TCP port.", min=1, max=65535)]
+LabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", help="Column with the labels (required unless --config gives it)."
+    ),
+]
+TextOpt = Annotated[
+    list[str] | None,
+    typer.Option("--text", help="A text column (repeat for several). Default: inferred."),
+]
+RoleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--role",
+        help="Force a column's role, COLUMN=ROLE with ROLE one of text, categorical, numeric, "
+        "id, image, time, ignore (repeatable).",
+    ),
+]

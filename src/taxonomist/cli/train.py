@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from taxonomist.cli.backend import backend_for
-from taxonomist.cli.options import DataArg, JsonOpt, ModelArg, RemoteOpt, TokenOpt
+from taxonomist.cli.options import (
+    DataArg,
+    JsonOpt,
+    LabelsOpt,
+    ModelArg,
+    RemoteOpt,
+    RoleOpt,
+    TextOpt,
+    TokenOpt,
+)
 from taxonomist.cli.output import TrainProgress, echo_json, out
 from taxonomist.errors import InvalidParameterError
 
@@ -87,31 +96,16 @@ def train(
         typer.Option(
             "--config",
             help="A training config, YAML or JSON, with the keys data, target, name, text, "
-            "roles, time_budget, trials, max_predict_ms, min_rows_per_second, metric, "
-            "families, seed, promote (at the top level, or under 'train:' as in a DVC "
-            "params.yaml). DATA and the options "
-            "given here override its values. 'taxonomist models show NAME --config' prints "
-            "the one a version was trained with.",
+            "roles, time_budget, trials, sample, max_predict_ms, min_rows_per_second, metric, "
+            "families, seed, promote, time_column, time_format, ctr (at the top level, or "
+            "under 'train:' as in a DVC params.yaml; examples/ctr/avazu.yaml is one). DATA "
+            "and the options given here override its values. 'taxonomist models show NAME "
+            "--config' prints the one a version was trained with.",
         ),
     ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target", "-t", help="Column with the labels (required unless --config gives it)."
-        ),
-    ] = None,
-    text: Annotated[
-        list[str] | None,
-        typer.Option("--text", help="A text column (repeat for several). Default: inferred."),
-    ] = None,
-    role: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--role",
-            help="Force a column's role, COLUMN=ROLE with ROLE one of text, categorical, "
-            "numeric, id, ignore (repeatable).",
-        ),
-    ] = None,
+    target: LabelsOpt = None,
+    text: TextOpt = None,
+    role: RoleOpt = None,
     time_budget: Annotated[
         float | None,
         typer.Option(
@@ -388,7 +382,8 @@ def evaluate(
         typer.Option(
             "--metrics",
             help="Write the scores here as one flat JSON object (n, accuracy, f1_macro, "
-            "f1_weighted, ece; roc_auc and log_loss for two classes): a DVC metrics file.",
+            "f1_weighted, ece, mean_confidence, low_confidence_share; roc_auc and log_loss "
+            "for two classes; without labels n and the confidence only): a DVC metrics file.",
         ),
     ] = None,
     plots: Annotated[

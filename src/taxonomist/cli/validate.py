@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taxonomist.cli.options import JsonOpt
+from taxonomist.cli.options import JsonOpt, LabelsOpt, RoleOpt, TextOpt
 from taxonomist.cli.output import echo_json, out
 from taxonomist.cli.train import parse_roles, train_config
 from taxonomist.errors import TaxonomistError
@@ -31,20 +31,9 @@ def validate(
             "params.yaml): its target, text, roles, time_column and ctr columns are checked.",
         ),
     ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            "--target", "-t", help="Column with the labels (required unless --config gives it)."
-        ),
-    ] = None,
-    text: Annotated[
-        list[str] | None,
-        typer.Option("--text", help="A text column (repeat for several)."),
-    ] = None,
-    role: Annotated[
-        list[str] | None,
-        typer.Option("--role", help="Force a column's role, COLUMN=ROLE (repeatable)."),
-    ] = None,
+    target: LabelsOpt = None,
+    text: TextOpt = None,
+    role: RoleOpt = None,
     report: Annotated[
         Path | None,
         typer.Option(
