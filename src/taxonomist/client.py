@@ -299,7 +299,8 @@ class Client:
         return self._call("GET", f"/api/v1/models/{name}/versions/{version}")
 
     def plot(self, name: str, version: int, plot: str) -> bytes:
-        """A PNG: confusion_matrix, per_class_f1, optimization_history, param_importances."""
+        """A PNG: confusion_matrix, per_class_f1, optimization_history, param_importances,
+        reliability, training_curve (a model with a hybrid network only)."""
         return self._request(
             "GET", f"/api/v1/models/{name}/versions/{version}/plots/{plot}"
         ).content

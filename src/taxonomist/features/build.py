@@ -112,6 +112,19 @@ class TextColumns(TransformerMixin, BaseEstimator):
         return sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
 
+class RawText(TransformerMixin, BaseEstimator):
+    """The text columns as strings, missing values empty (the hybrid network's input: it
+    tokenises the texts itself)."""
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> RawText:
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "n_features_in_")
+        return X.astype("object").where(X.notna(), "").astype(str)
+
+
 def block_specs(
     schema: Schema,
     df: pd.DataFrame,
@@ -144,6 +157,7 @@ def block_specs(
         specs["text_oof"] = BlockSpec(
             "text_oof", (), "text", lambda: OutOfFoldDecision(folds=folds, n_jobs=n_jobs), False
         )
+        specs["text_raw"] = BlockSpec("text_raw", tuple(text), None, RawText, False)
         if embed_encoder:
             from taxonomist.embed.transformer import SentenceEmbedder
 

@@ -315,6 +315,38 @@ def _build_embed(p: dict[str, Any], task: Task) -> Any:
     )
 
 
+def _suggest_hybrid(trial: optuna.Trial, task: Task) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("hybrid.lr", 2e-5, 3e-4, log=True),
+        "epochs": trial.suggest_int("hybrid.epochs", 2, 6),
+        "train_layers": trial.suggest_int("hybrid.train_layers", 1, 3),
+        "max_length": trial.suggest_categorical("hybrid.max_length", [64, 128]),
+        "batch_size": trial.suggest_categorical("hybrid.batch_size", [16, 32]),
+        "accumulate": trial.suggest_categorical("hybrid.accumulate", [1, 2]),
+        "text_mode": trial.suggest_categorical("hybrid.text_mode", ["joined", "separate"]),
+        "dropout": trial.suggest_float("hybrid.dropout", 0.0, 0.3),
+        "class_weight": _class_weight(trial, "hybrid", task),
+    }
+
+
+def _build_hybrid(p: dict[str, Any], task: Task) -> Any:
+    from taxonomist.models.hybrid import HybridNetwork
+
+    return HybridNetwork(
+        lr=p["lr"],
+        epochs=p["epochs"],
+        train_layers=p["train_layers"],
+        max_length=p["max_length"],
+        batch_size=p["batch_size"],
+        accumulate=p["accumulate"],
+        text_mode=p["text_mode"],
+        dropout=p["dropout"],
+        class_weight=None if p["class_weight"] == "none" else p["class_weight"],
+        random_state=task.seed,
+        n_jobs=task.n_jobs,
+    )
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -409,6 +441,26 @@ FAMILIES: dict[str, Family] = {
             _suggest_fm,
             _build_fm,
             {"n_factors": 8, "alpha": 1.5e-3, "alpha_v": 2e-2},
+            accepts_deadline=True,
+        ),
+        Family(
+            "hybrid",
+            ("text_raw", "cat_str", "num_scaled"),
+            "frame",
+            _suggest_hybrid,
+            _build_hybrid,
+            {
+                "lr": 1e-4,
+                "epochs": 4,
+                "train_layers": 2,
+                "max_length": 64,
+                "batch_size": 32,
+                "accumulate": 1,
+                "text_mode": "joined",
+                "dropout": 0.1,
+                "class_weight": "balanced",
+            },
+            requires=("text_raw",),
             accepts_deadline=True,
         ),
         Family(

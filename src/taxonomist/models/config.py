@@ -37,6 +37,7 @@ FamilyName = Literal[
     "catboost",
     "fm",
     "embed",
+    "hybrid",
 ]
 CountWindow = Literal["hour_of_day", "weekday"]
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"

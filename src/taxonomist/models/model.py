@@ -342,6 +342,17 @@ class TaxonomistModel:
 
         return explain_record(self, record, top=top)
 
+    def training_curves(self) -> dict[str, list[dict[str, float]]]:
+        """Per member trained epoch by epoch (the hybrid network): its loss and validation
+        scores per epoch, keyed ``family`` (``family-2`` for a second one)."""
+        out: dict[str, list[dict[str, float]]] = {}
+        for m in self.members:
+            history = getattr(m.estimator, "history_", None)
+            if history:
+                key = m.family if m.family not in out else f"{m.family}-{len(out) + 1}"
+                out[key] = list(history)
+        return out
+
     @property
     def families(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -97,6 +97,34 @@ def reliability_plot(points: dict[str, list[float]], binary: bool, ece: float, p
     return path
 
 
+def training_curve_plot(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
+    """Loss (training and validation) and validation macro-F1 per epoch of each member
+    trained by epochs; the best epoch, whose weights were kept, is marked."""
+    plt = _pyplot()
+    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, history in curves.items():
+        epochs = [h["epoch"] for h in history]
+        line = loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label=f"{name} train")
+        if "valid_loss" in history[0]:
+            color = line[0].get_color()
+            valid = [h["valid_loss"] for h in history]
+            loss_ax.plot(epochs, valid, "s--", color=color, label=f"{name} validation")
+            best = int(np.argmin(valid))
+            loss_ax.scatter([epochs[best]], [valid[best]], s=120, facecolors="none", color=color)
+            f1_ax.plot(epochs, [h["valid_macro_f1"] for h in history], "s--", color=color)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.set_title("Loss (circled: the epoch kept)")
+    loss_ax.legend(fontsize=7)
+    f1_ax.set_xlabel("epoch")
+    f1_ax.set_ylabel("macro-F1")
+    f1_ax.set_title("Validation macro-F1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def history_plot(study: optuna.Study, metric: str, greater_is_better: bool, path: Path) -> Path:
     plt = _pyplot()
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

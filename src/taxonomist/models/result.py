@@ -219,6 +219,10 @@ def write_report(result: TrainResult, folder: Path) -> dict[str, str]:
             result.metrics["ece"],
             folder / "reliability.png",
         )
+    curves = model.training_curves()
+    if curves:
+        (folder / "training_curve.json").write_text(json.dumps(curves))
+        files["training_curve"] = plots.training_curve_plot(curves, folder / "training_curve.png")
     if result.study is not None:
         files["history"] = plots.history_plot(
             result.study,

@@ -50,6 +50,8 @@ CHEAP_FIRST = [
     "fm",
     "embed",
     "catboost",
+    # Fine-tuning a transformer: tens of seconds a fold on thousands of rows on a CPU.
+    "hybrid",
 ]
 # A family never run yet, priced from one that ran before it: NB-SVM fits the linear SVM's
 # one-vs-rest problems on rescaled features, which converge ~2-3x slower (bench/families.py:

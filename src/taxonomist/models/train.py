@@ -20,7 +20,7 @@ from taxonomist.config import Settings, get_settings
 from taxonomist.data.load import TableSource, load_table
 from taxonomist.data.profile import profile_table
 from taxonomist.data.schema import Schema
-from taxonomist.errors import BudgetError, InvalidParameterError
+from taxonomist.errors import BudgetError, InvalidParameterError, MissingExtraError
 from taxonomist.features.build import FeatureBlocks, block_specs
 from taxonomist.features.ctr import parse_times
 from taxonomist.models.candidates import FAMILIES, Task
@@ -99,7 +99,57 @@ def _available_families(
                 "quarter of the time budget (cached embeddings are free: "
                 "train again with a larger budget once)"
             )
+    if "hybrid" in out:
+        _judge_hybrid(out, skipped, df, schema, task, time_budget, requested)
     return out, skipped
+
+
+def _judge_hybrid(
+    out: list[str],
+    skipped: dict[str, str],
+    df: pd.DataFrame,
+    schema: Schema,
+    task: Task,
+    time_budget: float | None,
+    requested: Sequence[str] | None,
+) -> None:
+    """Keep the fine-tuned network only where it can finish: the torch extra installed, and
+    (unless named) a time budget its estimated search cost fits in half of."""
+    from taxonomist.models.hybrid import torch_ready
+
+    if not torch_ready():
+        if requested:
+            raise MissingExtraError("The hybrid network", "torch", "torch")
+        out.remove("hybrid")
+        skipped["hybrid"] = "needs the torch extra: pip install 'taxonomist[torch]'"
+        return
+    if requested:
+        return
+    if time_budget is None:
+        out.remove("hybrid")
+        skipped["hybrid"] = "no time budget to judge its cost by: --families hybrid forces it"
+        return
+    seconds = hybrid_trial_seconds(df, schema, task)
+    if seconds > 0.5 * time_budget:
+        out.remove("hybrid")
+        skipped["hybrid"] = (
+            f"fine-tuning on {task.n_rows:,} rows takes ~{seconds:.0f}s a trial here, over half "
+            "the time budget (a GPU, a larger --time-budget or --sample make it fit; "
+            "--families hybrid forces it)"
+        )
+
+
+def hybrid_trial_seconds(df: pd.DataFrame, schema: Schema, task: Task, n_folds: int = 5) -> float:
+    """Estimated seconds of the hybrid family's first trial: the frozen layers once, then its
+    default epochs on each validation fold's training rows (measured speed, this machine)."""
+    from taxonomist.embed.transformer import join_text_columns
+    from taxonomist.models.hybrid import estimate_fit_seconds
+
+    texts = join_text_columns(df[schema.text])
+    frozen, train = estimate_fit_seconds(texts, FAMILIES["hybrid"].defaults)
+    # Each fold trains on ~3/4 of the rows (its validation rows and the network's own
+    # early-stopping split held out).
+    return frozen + 0.75 * train * max(n_folds, 1)
 
 
 def embedding_seconds(blocks: FeatureBlocks, df: pd.DataFrame, schema: Schema) -> float:
@@ -253,6 +303,8 @@ def train(
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
     block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
+    if "hybrid" in names:
+        block_costs["text_raw"] = hybrid_trial_seconds(X, schema, task, len(folds))
     search = ModelSearch(
         X,
         y,

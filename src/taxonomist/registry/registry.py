@@ -104,7 +104,8 @@ class Registry:
             params = {**candidate.params, "validation": protocol}
             c.log_batch(
                 run_id,
-                metrics=[MlMetric(k, float(v), now, 0) for k, v in candidate.metrics.items()],
+                metrics=[MlMetric(k, float(v), now, 0) for k, v in candidate.metrics.items()]
+                + _curve_metrics(candidate.model, now),
                 params=[Param(k, str(v)[:6000]) for k, v in params.items()],
             )
             self._log_trials(exp, run_id, candidate.trials, candidate.metric)
@@ -478,3 +479,18 @@ def get_registry(settings: Settings | None = None) -> Registry:
         while len(_default) > _MAX_DEFAULTS:
             _default.pop(next(iter(_default)))
     return reg
+
+
+def _curve_metrics(model: Any, now: int) -> list[Any]:
+    """A member trained by epochs logs its curve as MLflow metrics stepped by epoch
+    (``hybrid.train_loss``, ``hybrid.valid_macro_f1``, ...): MLflow's UI plots them."""
+    from mlflow.entities import Metric as MlMetric
+
+    curves = model.training_curves() if hasattr(model, "training_curves") else {}
+    return [
+        MlMetric(f"{name}.{key}", float(value), now, int(record["epoch"]))
+        for name, history in curves.items()
+        for record in history
+        for key, value in record.items()
+        if key != "epoch"
+    ]

@@ -23,6 +23,9 @@ PLOTS = {
     "per_class_f1": "report/per_class_f1.png",
     "optimization_history": "report/optimization_history.png",
     "param_importances": "report/param_importances.png",
+    "reliability": "report/reliability.png",
+    # A member trained by epochs (the hybrid network) only: a 404 for the others.
+    "training_curve": "report/training_curve.png",
 }
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from taxonomist.data.schema import ColumnRole
+from taxonomist.errors import NotFoundError, TaxonomistError
 from taxonomist.models.config import MetricName
 from taxonomist.store import JobState
 from taxonomist.ui.common import cached, call, choose_dataset, notify, signed_in
@@ -102,12 +103,17 @@ if detail:
         st.dataframe(report.round(3), hide_index=True, use_container_width=True)
     st.subheader("Plots")
     plot_cols = st.columns(2)
-    for i, plot in enumerate(
-        ["confusion_matrix", "per_class_f1", "optimization_history", "param_importances"]
-    ):
-        png = call(client.plot, result["model"], result["version"], plot)
-        if png:
-            plot_cols[i % 2].image(png, caption=plot.replace("_", " "))
+    shown = 0
+    for plot in detail.get("plots") or {}:
+        try:  # a run has the plots its model makes (a training curve: the hybrid network)
+            png = client.plot(result["model"], result["version"], plot)
+        except NotFoundError:
+            continue
+        except TaxonomistError as exc:
+            notify("error", exc.message)
+            break
+        plot_cols[shown % 2].image(png, caption=plot.replace("_", " "))
+        shown += 1
     if detail.get("params"):
         st.subheader("Best hyper-parameters and training settings")
         st.json(detail["params"], expanded=False)
