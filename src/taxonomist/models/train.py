@@ -56,6 +56,7 @@ def _available_families(
     time_budget: float | None,
     requested: Sequence[str] | None,
     budget: PredictBudget,
+    language: str = "en",
 ) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     names = list(requested or (n for n, f in FAMILIES.items() if f.searched))
@@ -100,8 +101,12 @@ def _available_families(
                 "train again with a larger budget once)"
             )
     if "hybrid" in out:
-        _judge_hybrid(out, skipped, df, schema, task, time_budget, requested)
+        _judge_hybrid(out, skipped, df, schema, task, time_budget, requested, language)
     return out, skipped
+
+
+# Fewer rows than this: the hybrid network is not searched unless named.
+HYBRID_MIN_ROWS = 1000
 
 
 def _judge_hybrid(
@@ -112,6 +117,7 @@ def _judge_hybrid(
     task: Task,
     time_budget: float | None,
     requested: Sequence[str] | None,
+    language: str,
 ) -> None:
     """Keep the fine-tuned network only where it can finish: the torch extra installed, and
     (unless named) a time budget its estimated search cost fits in half of."""
@@ -125,11 +131,27 @@ def _judge_hybrid(
         return
     if requested:
         return
+    reason = None
     if time_budget is None:
+        reason = "no time budget to judge its cost by"
+    elif language != "en":
+        reason = f"its MiniLM is English and the text is '{language}'"
+    elif task.n_rows < HYBRID_MIN_ROWS:
+        reason = (
+            f"{task.n_rows:,} rows: fine-tuning pays from ~{HYBRID_MIN_ROWS:,} (the embed "
+            "family brings the pretrained encoder to small tables)"
+        )
+    if reason:
         out.remove("hybrid")
-        skipped["hybrid"] = "no time budget to judge its cost by: --families hybrid forces it"
+        skipped["hybrid"] = f"{reason}; --families hybrid forces it"
         return
-    seconds = hybrid_trial_seconds(df, schema, task)
+    assert time_budget is not None
+    from taxonomist.models.hybrid import gpu_present
+
+    # The CPU figures first: only a network that may fit loads MiniLM to time itself.
+    seconds = hybrid_trial_seconds(df, schema, task, measured=False)
+    if seconds <= 0.5 * time_budget or gpu_present():
+        seconds = hybrid_trial_seconds(df, schema, task)
     if seconds > 0.5 * time_budget:
         out.remove("hybrid")
         skipped["hybrid"] = (
@@ -139,14 +161,16 @@ def _judge_hybrid(
         )
 
 
-def hybrid_trial_seconds(df: pd.DataFrame, schema: Schema, task: Task, n_folds: int = 5) -> float:
+def hybrid_trial_seconds(
+    df: pd.DataFrame, schema: Schema, task: Task, n_folds: int = 5, *, measured: bool = True
+) -> float:
     """Estimated seconds of the hybrid family's first trial: the frozen layers once, then its
     default epochs on each validation fold's training rows (measured speed, this machine)."""
     from taxonomist.embed.transformer import join_text_columns
     from taxonomist.models.hybrid import estimate_fit_seconds
 
     texts = join_text_columns(df[schema.text])
-    frozen, train = estimate_fit_seconds(texts, FAMILIES["hybrid"].defaults)
+    frozen, train = estimate_fit_seconds(texts, FAMILIES["hybrid"].defaults, measured=measured)
     # Each fold trains on ~3/4 of the rows (its validation rows and the network's own
     # early-stopping split held out).
     return frozen + 0.75 * train * max(n_folds, 1)
@@ -298,7 +322,14 @@ def train(
         reweight=metric_obj.name != "log_loss",
     )
     names, skipped = _available_families(
-        blocks, task, X, schema, time_budget, config.families, config.predict_budget
+        blocks,
+        task,
+        X,
+        schema,
+        time_budget,
+        config.families,
+        config.predict_budget,
+        profile.language,
     )
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
