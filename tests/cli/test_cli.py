@@ -103,6 +103,7 @@ def test_profile_json(home) -> None:
         (["train", "x.csv", "-t", "y", "--time-budget", "1"], "'time_budget': Input should be"),
         (["train", "x.csv", "-t", "y", "--metric", "f2"], "'metric': Input should be"),
         (["train", "x.csv", "--config", "nope.yaml"], "Cannot read the config file"),
+        (["train", "x.csv", "-t", "y", "--families", "svm"], "'families.0': Input should be"),
     ],
 )
 def test_user_errors_exit_2_without_traceback(args, message, home, tmp_path) -> None:
@@ -126,6 +127,8 @@ def test_help_teaches() -> None:
         "--promote",
         "--json",
         "--text",
+        "--families",
+        "--sample",
     ):
         assert option in result.output
 
@@ -213,6 +216,9 @@ def test_flags_and_data_override_the_config_file(home, toy_csv: Path, tmp_path: 
     stored = _json(["models", "show", "flags", "--config", "--json"])
     assert (stored["data"], stored["trials"], stored["metric"]) == (str(toy_csv), 1, "f1_macro")
     assert stored["families"] == ["linear_svm"] and stored["target"] == "label"  # the file's
+    out = _json([*args, "--families", "complement_nb, logreg", "--json"])
+    stored = _json(["models", "show", f"flags/{out['version']}", "--config", "--json"])
+    assert stored["families"] == ["complement_nb", "logreg"]  # the flag's, over the file's
 
 
 def test_models_show_config_replays_the_training(home, toy, tmp_path: Path) -> None:

@@ -130,6 +130,16 @@ def train(
             "every class keeps its share and at least 5 rows.",
         ),
     ] = None,
+    families: Annotated[
+        str | None,
+        typer.Option(
+            "--families",
+            help="Search only these model families, comma-separated (named ones run even "
+            "where the search would leave them out): linear_svm, nb_svm, ovr_cascade, logreg, "
+            "complement_nb, lightgbm, catboost, fm, embed, hybrid (the fine-tuned text + "
+            "tabular network, the torch extra).",
+        ),
+    ] = None,
     max_predict_ms: Annotated[
         float | None,
         typer.Option(
@@ -211,6 +221,7 @@ def train(
         time_budget=time_budget,
         trials=trials,
         sample=sample,
+        families=[f.strip() for f in families.split(",") if f.strip()] if families else None,
         max_predict_ms=max_predict_ms,
         min_rows_per_second=min_rows_per_second,
         metric=metric,
