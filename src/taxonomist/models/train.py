@@ -121,7 +121,7 @@ def _judge_hybrid(
 ) -> None:
     """Keep the fine-tuned network only where it can finish: the torch extra installed, and
     (unless named) a time budget its estimated search cost fits in half of."""
-    from taxonomist.models.hybrid import torch_ready
+    from taxonomist.models.minilm import torch_ready
 
     if not torch_ready():
         if requested:
@@ -146,7 +146,7 @@ def _judge_hybrid(
         skipped["hybrid"] = f"{reason}; --families hybrid forces it"
         return
     assert time_budget is not None
-    from taxonomist.models.hybrid import gpu_present
+    from taxonomist.models.minilm import gpu_present
 
     # The CPU figures first: only a network that may fit loads MiniLM to time itself.
     seconds = hybrid_trial_seconds(df, schema, task, measured=False)
@@ -167,7 +167,7 @@ def hybrid_trial_seconds(
     """Estimated seconds of the hybrid family's first trial: the frozen layers once, then its
     default epochs on each validation fold's training rows (measured speed, this machine)."""
     from taxonomist.embed.transformer import join_text_columns
-    from taxonomist.models.hybrid import estimate_fit_seconds
+    from taxonomist.models.minilm import estimate_fit_seconds
 
     texts = join_text_columns(df[schema.text])
     frozen, train = estimate_fit_seconds(texts, FAMILIES["hybrid"].defaults, measured=measured)
@@ -372,6 +372,10 @@ def train(
         started,
         time_budget,
     )
+    if "hybrid" in names:  # the frozen layers' outputs served the folds and the refit
+        from taxonomist.models.minilm import LOWER_CACHE
+
+        LOWER_CACHE.clear()
     model.profile = profile.to_dict()
     model.info.update(
         protocol=protocol,
