@@ -159,4 +159,4 @@ def test_the_search_skips_it_when_it_cannot_finish(home: Path) -> None:
     assert "no time budget" in skipped(taxonomist.train(df, target="label", trials=2))
     small_table = df.iloc[:400]
     reason = skipped(taxonomist.train(small_table, target="label", time_budget=15))
-    assert "400 rows: fine-tuning pays from ~1,000" in reason
+    assert "400 rows, under the 1,000 the search fine-tunes from" in reason

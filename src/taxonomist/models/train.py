@@ -138,8 +138,8 @@ def _judge_hybrid(
         reason = f"its MiniLM is English and the text is '{language}'"
     elif task.n_rows < HYBRID_MIN_ROWS:
         reason = (
-            f"{task.n_rows:,} rows: fine-tuning pays from ~{HYBRID_MIN_ROWS:,} (the embed "
-            "family brings the pretrained encoder to small tables)"
+            f"{task.n_rows:,} rows, under the {HYBRID_MIN_ROWS:,} the search fine-tunes from "
+            "(the embed family brings the pretrained encoder to small tables)"
         )
     if reason:
         out.remove("hybrid")
