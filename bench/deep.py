@@ -37,6 +37,8 @@ SETS = {
 # The hybrid network's variants measured beside its defaults (one sequence for all texts).
 VARIANTS = {
     "hybrid": {},
+    "hybrid-probe-only": {"epochs": 0},
+    "hybrid-128-tokens": {"max_length": 128},
     "hybrid-separate": {"text_mode": "separate"},
     "hybrid-1-layer": {"train_layers": 1},
 }
@@ -123,7 +125,13 @@ def members(name: str, rows: int, which: list[str]) -> dict:
             row["best_epoch"] = model.best_epoch_
         out["members"][member] = row
         print(name, member, row, flush=True)
-    for a, b in [("hybrid", "embed"), ("hybrid", "linear_svm"), ("hybrid-separate", "hybrid")]:
+    for a, b in [
+        ("hybrid", "embed"),
+        ("hybrid", "linear_svm"),
+        ("hybrid", "hybrid-probe-only"),
+        ("hybrid-128-tokens", "hybrid"),
+        ("hybrid-separate", "hybrid"),
+    ]:
         if a in preds and b in preds:
             out[f"{a}_minus_{b}"] = paired_interval(y_test, preds[a], preds[b])
     return out

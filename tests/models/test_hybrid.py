@@ -106,6 +106,10 @@ def test_early_stopping_and_the_deadline(table: tuple[pd.DataFrame, pd.DataFrame
     stalled = small(lr=0.0, head_lr=0.0, patience=1).fit(X, y)
     assert stalled.stopped_ == "early" and len(stalled.history_) == 1 + 2
     assert stalled.best_epoch_ == 0
+    # the probe alone (a logistic regression copied into the head and the wide part) already
+    # reads both the text and the categorical column
+    accuracy = float(np.mean(stalled.predict(test.drop(columns="label")) == test["label"]))
+    assert accuracy >= 0.9 and stalled.probe_C_ in (1.0, 10.0)
     model = small()
     with pytest.raises(DeadlineReached):
         model.fit(X, y, deadline=time.perf_counter())

