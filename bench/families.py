@@ -33,6 +33,7 @@ SPARSE = ["linear_svm", "nb_svm", "logreg", "complement_nb"]
 
 def run(name: str, families: list[str]) -> list[dict]:
     from taxonomist.data import infer_column_roles
+    from taxonomist.data.profile import profile_table
     from taxonomist.data.validate import validate_training_table
     from taxonomist.features.build import FeatureBlocks, block_specs
     from taxonomist.models.calibration import apply_temperature, fit_temperature
@@ -49,7 +50,8 @@ def run(name: str, families: list[str]) -> list[dict]:
     metric = primary_metric(len(classes), None)
     folds, _ = choose_folds(y, 0)
     X = df[schema.features].reset_index(drop=True)
-    blocks = FeatureBlocks(block_specs(schema, X, folds, 0, n_jobs=2))
+    language = profile_table(df, schema).language
+    blocks = FeatureBlocks(block_specs(schema, X, folds, 0, n_jobs=2, language=language))
     task = Task(len(y), len(classes), 0, 2)
     oofs, rows = {}, []
     for f in families:

@@ -1,4 +1,5 @@
-"""Detect the language of texts with py3langid (its model ships inside the package).
+"""Languages: detection with py3langid (its model ships inside the package), and each
+language's Snowball stemmer and stop words (retrieval's BM25 and the TF-IDF's word n-grams).
 
 Detection is restricted to widely used languages: on short, noisy product titles an
 unrestricted model often answers with a rare language that merely shares a few n-grams.
@@ -6,9 +7,10 @@ unrestricted model often answers with a rare language that merely shares a few n
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 LANGUAGES = [
@@ -82,3 +84,55 @@ def language_distribution(texts: Iterable[str], *, sample: int = 300) -> dict[st
 def main_language(distribution: dict[str, float]) -> str:
     """The most frequent language, or ``"unknown"``."""
     return next(iter(distribution), "unknown")
+
+
+# ISO 639-1 -> (Snowball stemmer, bm25s stop-word list)
+SNOWBALL: dict[str, tuple[str, str | None]] = {
+    "en": ("english", "STOPWORDS_EN"),
+    "fr": ("french", "STOPWORDS_FRENCH"),
+    "ru": ("russian", "STOPWORDS_RUSSIAN"),
+    "de": ("german", "STOPWORDS_GERMAN"),
+    "es": ("spanish", "STOPWORDS_SPANISH"),
+    "it": ("italian", "STOPWORDS_ITALIAN"),
+    "pt": ("portuguese", "STOPWORDS_PORTUGUESE"),
+    "nl": ("dutch", "STOPWORDS_DUTCH"),
+    "sv": ("swedish", "STOPWORDS_SWEDISH"),
+    "no": ("norwegian", "STOPWORDS_NORWEGIAN"),
+    "da": ("danish", "STOPWORDS_DANISH"),
+    "tr": ("turkish", "STOPWORDS_TURKISH"),
+    "fi": ("finnish", None),
+    "hu": ("hungarian", None),
+    "ro": ("romanian", None),
+    "el": ("greek", None),
+    "ar": ("arabic", None),
+    "id": ("indonesian", None),
+    "lt": ("lithuanian", None),
+    "ca": ("catalan", None),
+    "cs": ("czech", None),
+    "pl": ("polish", None),
+}
+
+
+@cache
+def stop_words(language: str) -> frozenset[str]:
+    """The stop words of ``language`` (ISO 639-1); empty when there is no list for it."""
+    import bm25s.stopwords
+
+    name = SNOWBALL.get(language, ("", None))[1]
+    return frozenset(getattr(bm25s.stopwords, name)) if name else frozenset()
+
+
+_stemmers = threading.local()
+
+
+def stemmer(language: str) -> Any:
+    """This thread's Snowball stemmer for ``language`` (ISO 639-1; PyStemmer's objects are
+    not thread-safe); None when Snowball has none."""
+    import Stemmer
+
+    if language not in SNOWBALL:
+        return None
+    made = _stemmers.__dict__.setdefault("by_language", {})
+    if language not in made:
+        made[language] = Stemmer.Stemmer(SNOWBALL[language][0])
+    return made[language]

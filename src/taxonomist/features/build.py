@@ -59,18 +59,29 @@ class BlockSpec:
     sparse: bool
 
 
-def text_vectorizers(df: pd.DataFrame, text_columns: list[str]) -> list[HashedTfidfVectorizer]:
+def text_vectorizers(
+    df: pd.DataFrame, text_columns: list[str], language: str = "en"
+) -> list[HashedTfidfVectorizer]:
     """One TF-IDF per text column; character n-grams only where texts are short on average.
 
     Character n-grams catch typos and word pieces in titles; on long descriptions they add
     ten times the non-zeros for a small gain (app store: macro-F1 0.653 vs 0.639, fits 10x
     slower), so long columns get word 1-2-grams only.
+
+    Word n-grams are of Snowball stems without stop words when the text is in an inflected
+    language Snowball knows (French, Russian: +1.1 and +0.5 macro-F1 points, bench/
+    multilingual.py); English keeps its words (+0.3 points for 1.8x the fit time).
     """
+    from taxonomist.data.language import SNOWBALL
+
+    stem = language if language != "en" and language in SNOWBALL else None
     out = []
     for i, col in enumerate(text_columns):
         mean_len = float(df[col].fillna("").astype(str).str.len().mean()) if len(df) else 0.0
         chars = (2, 5) if mean_len <= CHAR_NGRAM_MAX_MEAN_LENGTH else None
-        out.append(HashedTfidfVectorizer(char_ngrams=chars, field=i))
+        out.append(
+            HashedTfidfVectorizer(char_ngrams=chars, field=i, stem=stem, stop_words=bool(stem))
+        )
     return out
 
 
@@ -134,14 +145,15 @@ def block_specs(
     cache_path: str | None = None,
     n_jobs: int = 1,
     ctr: CtrPlan | None = None,
+    language: str = "en",
 ) -> dict[str, BlockSpec]:
-    """Every block this schema supports, by name."""
+    """Every block this schema supports, by name (``language``: the text's main one)."""
     specs: dict[str, BlockSpec] = {}
     if ctr is not None:
         specs.update(ctr_block_specs(ctr, seed))
     text, cats, nums = schema.text, schema.categorical, schema.numeric
     if text:
-        vectorizers = text_vectorizers(df, text)
+        vectorizers = text_vectorizers(df, text, language)
         specs["text"] = BlockSpec(
             "text", tuple(text), None, lambda: TextColumns(vectorizers, text), True
         )

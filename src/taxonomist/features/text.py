@@ -17,6 +17,7 @@ compiler is needed at install time only. ``fit`` learns which buckets occur in a
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from itertools import pairwise
 from typing import Any
@@ -311,6 +312,25 @@ def ngrams_of(
     return out
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def word_forms(texts: list[str], language: str | None, drop_stop_words: bool) -> list[str]:
+    """Each text as its lower-cased words, Snowball-stemmed in ``language`` (None or a
+    language Snowball lacks: as they are) and without its stop words if asked."""
+    from taxonomist.data.language import stemmer, stop_words
+
+    stems = stemmer(language) if language else None
+    stops = stop_words(language) if drop_stop_words and language else frozenset()
+    out = []
+    for text in texts:
+        words = _WORD.findall(text.lower())
+        if stops:
+            words = [w for w in words if w not in stops]
+        out.append(" ".join(stems.stemWords(words) if stems is not None else words))
+    return out
+
+
 def _split_words(text: str) -> list[str]:
     words, cur = [], []
     for ch in text:
@@ -358,7 +378,11 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
         lowercase: bool = True,
         field: int = 0,
         n_jobs: int = 2,
+        stem: str | None = None,
+        stop_words: bool = False,
     ) -> None:
+        self.stem = stem
+        self.stop_words = stop_words
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.n_features = n_features
@@ -369,16 +393,26 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _count(self, texts: list[str], columns: np.ndarray | None = None) -> sparse.csr_matrix:
-        return _count_chunk(
-            texts,
-            word_ngrams=tuple(self.word_ngrams),  # type: ignore[arg-type]
-            char_ngrams=tuple(self.char_ngrams) if self.char_ngrams else None,  # type: ignore[arg-type]
-            n_features=self.n_features,
-            field=self.field,
-            lowercase=self.lowercase,
-            columns=columns,
-            n_columns=getattr(self, "n_features_out_", 0),
-        )
+        words = tuple(self.word_ngrams)
+        chars = tuple(self.char_ngrams) if self.char_ngrams else None
+
+        def count(texts: list[str], words: Any, chars: Any) -> sparse.csr_matrix:
+            return _count_chunk(
+                texts,
+                word_ngrams=words,
+                char_ngrams=chars,
+                n_features=self.n_features,
+                field=self.field,
+                lowercase=self.lowercase,
+                columns=columns,
+                n_columns=getattr(self, "n_features_out_", 0),
+            )
+
+        if not (self.stem or self.stop_words):
+            return count(texts, words, chars)
+        # word n-grams of the stems (stop words dropped), character n-grams of the text as is
+        counts = count(word_forms(texts, self.stem, self.stop_words), words, None)
+        return counts if chars is None else (counts + count(texts, (0, 0), chars)).tocsr()
 
     def _stack(self, parts: list[sparse.csr_matrix]) -> sparse.csr_matrix:
         return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")

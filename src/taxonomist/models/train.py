@@ -324,6 +324,7 @@ def train(
             cache_path=str(settings.cache_dir / "embeddings.db"),
             n_jobs=settings.n_jobs,
             ctr=ctr_plan,
+            language=profile.language,
         )
     )
     task = Task(

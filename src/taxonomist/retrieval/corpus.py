@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 
 from taxonomist.data import load_table
-from taxonomist.data.language import language_distribution, main_language
+from taxonomist.data.language import language_distribution, main_language, stop_words
 from taxonomist.data.limits import default_limits
 from taxonomist.data.schema import require_column
 from taxonomist.errors import DataError, EmptyDataError, FileFormatError
-from taxonomist.retrieval.text import Tokenizer, stop_words
+from taxonomist.retrieval.text import Tokenizer
 
 
 @dataclass

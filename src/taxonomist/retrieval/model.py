@@ -45,10 +45,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from taxonomist.data.language import SNOWBALL
 from taxonomist.errors import ConflictError, InvalidParameterError, NotFoundError
 from taxonomist.retrieval.corpus import QADataset
 from taxonomist.retrieval.store import DENSE, SPARSE, Store
-from taxonomist.retrieval.text import LANGUAGES, Preprocessing, Tokenizer, split_sentences
+from taxonomist.retrieval.text import Preprocessing, Tokenizer, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ def _language(params: RetrievalParams, texts: list[str]) -> str:
     from taxonomist.data.language import language_distribution, main_language
 
     found = main_language(language_distribution(texts, sample=50))
-    return found if found in LANGUAGES else ("en" if found == "unknown" else found)
+    return found if found in SNOWBALL else ("en" if found == "unknown" else found)
 
 
 def _encoder_name(params: RetrievalParams, language: str) -> str | None:

@@ -15,59 +15,16 @@ import unicodedata
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from taxonomist.data.language import stemmer, stop_words
 from taxonomist.errors import EmptyDataError
-
-# ISO 639-1 -> (Snowball stemmer, bm25s stop-word list)
-LANGUAGES: dict[str, tuple[str, str | None]] = {
-    "en": ("english", "STOPWORDS_EN"),
-    "fr": ("french", "STOPWORDS_FRENCH"),
-    "ru": ("russian", "STOPWORDS_RUSSIAN"),
-    "de": ("german", "STOPWORDS_GERMAN"),
-    "es": ("spanish", "STOPWORDS_SPANISH"),
-    "it": ("italian", "STOPWORDS_ITALIAN"),
-    "pt": ("portuguese", "STOPWORDS_PORTUGUESE"),
-    "nl": ("dutch", "STOPWORDS_DUTCH"),
-    "sv": ("swedish", "STOPWORDS_SWEDISH"),
-    "no": ("norwegian", "STOPWORDS_NORWEGIAN"),
-    "da": ("danish", "STOPWORDS_DANISH"),
-    "tr": ("turkish", "STOPWORDS_TURKISH"),
-    "fi": ("finnish", None),
-    "hu": ("hungarian", None),
-    "ro": ("romanian", None),
-    "el": ("greek", None),
-    "ar": ("arabic", None),
-    "id": ("indonesian", None),
-    "lt": ("lithuanian", None),
-    "ca": ("catalan", None),
-    "cs": ("czech", None),
-    "pl": ("polish", None),
-}
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+(?=\S)")
-
-
-@cache
-def stop_words(language: str) -> frozenset[str]:
-    """The stop words of ``language`` (ISO 639-1); empty when there is no list for it."""
-    import bm25s.stopwords
-
-    name = LANGUAGES.get(language, ("", None))[1]
-    return frozenset(getattr(bm25s.stopwords, name)) if name else frozenset()
-
-
-@cache
-def _stemmer(language: str) -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer(LANGUAGES[language][0]) if language in LANGUAGES else None
 
 
 def split_sentences(text: str, *, min_chars: int = 20) -> list[str]:
@@ -144,8 +101,8 @@ class Tokenizer:
         if self.stopwords:
             stops = stop_words(self.language)
             words = [w for w in words if w not in stops]
-        stemmer = _stemmer(self.language) if self.stem else None
-        return stemmer.stemWords(words) if stemmer is not None else words
+        stems = stemmer(self.language) if self.stem else None
+        return stems.stemWords(words) if stems is not None else words
 
     def counts(self, text: str) -> Counter[int]:
         """Term index -> count; the index is a stable 31-bit hash of the term."""
