@@ -140,6 +140,16 @@ class JobCreate(TrainOptions):
         default=None, max_length=200, description="Default: the dataset's target."
     )
 
+    @field_validator("images")
+    @classmethod
+    def _no_server_folder(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                "a job reads the images from its dataset: upload a zip of the table and its "
+                "images as the dataset, and leave 'images' out"
+            )
+        return value
+
 
 class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)

@@ -150,6 +150,10 @@ class LocalBackend(LocalMonitorOps):
 
         m = self.registry.load(model)
         table = load_table(data)
+        if m.schema.image:  # its relative paths start from its folder, as in training
+            from taxonomist.data.archive import data_folder
+
+            m.set_image_folder(data_folder(data))
         started = time.perf_counter()
         frame = m.predict_frame(table)
         ms = (time.perf_counter() - started) * 1000

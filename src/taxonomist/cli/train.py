@@ -130,6 +130,15 @@ def train(
             "every class keeps its share and at least 5 rows.",
         ),
     ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Folder the image column's relative paths start from (default: the data "
+            "file's folder). Or train on a .zip holding the table and its images.",
+            show_default=False,
+        ),
+    ] = None,
     families: Annotated[
         str | None,
         typer.Option(
@@ -211,6 +220,11 @@ def train(
             "--export writes a model trained here; with --remote the model stays on the "
             "server. Drop --remote, or export it on the server with 'taxonomist models export'."
         )
+    if images is not None and remote:
+        raise InvalidParameterError(
+            "--images names a folder here, which the server cannot read: zip the table with "
+            "its images and train on the zip."
+        )
     backend = backend_for(remote, token)
     config = train_config(
         data,
@@ -221,6 +235,7 @@ def train(
         time_budget=time_budget,
         trials=trials,
         sample=sample,
+        images=str(images) if images else None,
         families=[f.strip() for f in families.split(",") if f.strip()] if families else None,
         max_predict_ms=max_predict_ms,
         min_rows_per_second=min_rows_per_second,

@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 import pandas as pd
 
+from taxonomist.data.archive import is_zip, table_in_zip
 from taxonomist.data.limits import (
     COMPRESSIONS,
     TableLimits,
@@ -37,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 TableSource: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 
-SUPPORTED = ".csv, .tsv, .txt, .parquet, .jsonl, .ndjson, .json (optionally .gz)"
+SUPPORTED = (
+    ".csv, .tsv, .txt, .parquet, .jsonl, .ndjson, .json (optionally .gz), or a .zip of one "
+    "table and its images"
+)
 ENCODINGS = ("utf-8", "utf-8-sig", "cp1251", "latin-1")
 _DELIMITERS = (",", ";", "\t", "|")
 _SAMPLE_BYTES = 1 << 20
@@ -79,6 +83,8 @@ def load_table(
             "and at least one data row.",
             details={"path": str(path)},
         )
+    if fmt is None and is_zip(path):  # a table and its images
+        return load_table(table_in_zip(path), limits=limits)
     kind = fmt or _kind_from_suffix(path)
     limits = limits or default_limits()
     if kind == "parquet":

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.decomposition import TruncatedSVD
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.utils.validation import check_is_fitted
 
 from taxonomist.data.schema import Schema
@@ -146,8 +146,10 @@ def block_specs(
     n_jobs: int = 1,
     ctr: CtrPlan | None = None,
     language: str = "en",
+    image_root: str | None = None,
 ) -> dict[str, BlockSpec]:
-    """Every block this schema supports, by name (``language``: the text's main one)."""
+    """Every block this schema supports, by name (``language``: the text's main one;
+    ``image_root``: the folder the image columns' relative paths are in)."""
     specs: dict[str, BlockSpec] = {}
     if ctr is not None:
         specs.update(ctr_block_specs(ctr, seed))
@@ -180,6 +182,24 @@ def block_specs(
                 lambda: SentenceEmbedder(encoder=embed_encoder, cache_path=cache_path),
                 False,
             )
+    if schema.image:
+        from taxonomist.embed.image import ImageEmbedder
+
+        specs["image"] = BlockSpec(
+            "image",
+            tuple(schema.image),
+            None,
+            lambda: ImageEmbedder(root=image_root, cache_path=cache_path),
+            False,
+        )
+        # the boosted trees split on a few directions of the 1,280 features
+        specs["image_pca"] = BlockSpec(
+            "image_pca",
+            (),
+            "image",
+            lambda: PCA(n_components=min(32, len(df) // 2), random_state=seed),
+            False,
+        )
     # Integer codes as one-hot help linear models on tabular data (click logs); beside text
     # they duplicate the numeric block and cost the SVM 0.02 macro-F1 (app store, CV).
     codes = [] if text else integer_code_columns(df, nums)

@@ -347,12 +347,15 @@ def _build_hybrid(p: dict[str, Any], task: Task) -> Any:
     )
 
 
+# Image features (1,280 dense, unit norm) sit beside the sparse blocks of the linear models.
+LINEAR_BLOCKS = ("text", "image", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts")
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family(
             "linear_svm",
-            ("text", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts"),
+            LINEAR_BLOCKS,
             "sparse",
             _suggest_svm,
             _build_svm,
@@ -361,7 +364,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "logreg",
-            ("text", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts"),
+            LINEAR_BLOCKS,
             "sparse",
             _suggest_logreg,
             _build_logreg,
@@ -369,7 +372,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "ovr_cascade",
-            ("text", "onehot", "num_scaled", "num_codes", "ctr_hashed", "ctr_counts"),
+            LINEAR_BLOCKS,
             "sparse",
             _suggest_cascade,
             _build_cascade,
@@ -406,6 +409,7 @@ FAMILIES: dict[str, Family] = {
                 "cat_target",
                 "text_svd",
                 "text_oof",
+                "image_pca",
                 "ctr_counts",
                 "ctr_cross_target",
                 "ctr_time",
@@ -467,7 +471,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "embed",
-            ("embed", "num_scaled", "onehot"),
+            ("embed", "image", "num_scaled", "onehot"),
             "dense",
             _suggest_embed,
             _build_embed,

@@ -153,6 +153,11 @@ class TrainOptions(BaseModel):
     ctr: CtrOptions | None = Field(
         default=None, description="Click-through features: user key, counts, crosses."
     )
+    images: str | None = Field(
+        default=None,
+        description="Folder the image columns' relative paths are read from (default: the "
+        "data file's folder, which is the zip's when training on a zip of table and images).",
+    )
     seed: int | None = Field(default=None, description="Seed (default: TAXONOMIST_SEED).")
     promote: bool = Field(
         default=False, description="Make the new version the champion even if it scores lower."

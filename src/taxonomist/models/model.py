@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -103,7 +104,7 @@ class TaxonomistModel:
                     .where(s.notna(), None)
                     .map(lambda v: None if v is None else str(v))
                 )
-        return out
+        return self._check_images(out)
 
     def _prepare_records(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         """``prepare`` for a few JSON records, without pandas' type inference (which costs
@@ -111,7 +112,36 @@ class TaxonomistModel:
         columns = self._record_columns(records)
         if columns is None:
             return self.prepare(pd.DataFrame.from_records(records))  # the full message
-        return pd.DataFrame(columns, copy=False)
+        return self._check_images(pd.DataFrame(columns, copy=False))
+
+    def set_image_folder(self, folder: str | os.PathLike[str]) -> None:
+        """Read relative image paths from ``folder`` from now on (default: the training
+        data's image folder); data: URIs and bytes need none."""
+        if "image" in self.blocks.fitted:
+            self.blocks.fitted["image"].root = str(Path(folder).resolve())
+
+    def _check_images(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X``; a ``SchemaMismatchError`` naming each record (0-based) whose image cannot
+        be used (a missing image is predicted from the other columns)."""
+        if not self.schema.image or "image" not in self.blocks.fitted:
+            return X
+        from taxonomist.embed.image import check_image
+
+        root = self.blocks.fitted["image"].root
+        problems = [
+            {"record": i, "column": c, "error": p}
+            for c in self.schema.image
+            for i, v in enumerate(X[c])
+            if (p := check_image(v, Path(root) if root else None))
+        ]
+        if problems:
+            shown = "; ".join(f"record {p['record']}: {p['error']}" for p in problems[:10])
+            raise SchemaMismatchError(
+                f"{len(problems)} image(s) cannot be used ({shown}). Send a data: URI "
+                "(data:image/png;base64,...), an uploaded file, or leave the image out.",
+                details={"problems": problems[:100]},
+            )
+        return X
 
     def _inputs(self, data: Records) -> pd.DataFrame | ColumnView:
         """What ``_proba`` takes: for a few records and blocks that allow it, plain numpy
@@ -136,12 +166,14 @@ class TaxonomistModel:
             self._check_usable(list(keys))
         except SchemaMismatchError:
             return None
-        numeric = set(self.schema.numeric)
+        numeric, images = set(self.schema.numeric), set(self.schema.image)
         columns: dict[str, Any] = {}
         for col in self.feature_columns:
             values = [r.get(col) for r in records]
             if col in numeric:
                 columns[col] = np.array([_to_number(col, v) for v in values], dtype=np.float64)
+            elif col in images:  # a path, a data: URI or an upload's bytes
+                columns[col] = np.array([None if _blank(v) else v for v in values], dtype=object)
             else:
                 columns[col] = np.array(
                     [None if _blank(v) else str(v) for v in values], dtype=object

@@ -157,10 +157,12 @@ class TrainResult:
 
 
 def input_example(model: TaxonomistModel) -> pd.DataFrame:
-    """One made-up row with the feature columns (the pyfunc flavour's signature)."""
+    """One made-up row with the feature columns (the pyfunc flavour's signature); an image
+    column holds an empty string (no image)."""
+    values = {"numeric": 0.0, "image": ""}
     row: dict[str, Any] = {}
     for col in model.feature_columns:
-        row[col] = 0.0 if str(model.schema.roles[col]) == "numeric" else "example"
+        row[col] = values.get(str(model.schema.roles[col]), "example")
     return pd.DataFrame([row])
 
 

@@ -31,7 +31,7 @@ from taxonomist.models.metrics import primary_metric
 from taxonomist.models.model import TaxonomistModel
 from taxonomist.models.result import REFERENCE_PREDICTED, REFERENCE_ROWS, TrainResult
 from taxonomist.models.search import ModelSearch, SearchResult, choose_folds
-from taxonomist.models.table_check import check_training_table, stratified_sample
+from taxonomist.models.table_check import check_training_table, image_folder, stratified_sample
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +314,7 @@ def train(
         from taxonomist.embed.encoders import encoder_for_language
 
         encoder = encoder_for_language(profile.language).name
+    images = image_folder(config) if schema.image else None
     blocks = FeatureBlocks(
         block_specs(
             schema,
@@ -325,6 +326,7 @@ def train(
             n_jobs=settings.n_jobs,
             ctr=ctr_plan,
             language=profile.language,
+            image_root=str((images or Path.cwd()).resolve()) if schema.image else None,
         )
     )
     task = Task(

@@ -10,6 +10,7 @@ id, and several service processes (or a PostgreSQL cluster) share one log withou
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import queue
@@ -116,7 +117,10 @@ def frame_rows(
 def _jsonable_record(record: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in record.items():
-        if v is None or isinstance(v, str | bool | int):
+        if isinstance(v, bytes | bytearray) or (isinstance(v, str) and v.startswith("data:")):
+            raw = v.encode() if isinstance(v, str) else bytes(v)  # an image: its digest only
+            out[str(k)] = f"<image sha1:{hashlib.sha1(raw).hexdigest()[:16]}, {len(raw)} bytes>"
+        elif v is None or isinstance(v, str | bool | int):
             out[str(k)] = v
         elif isinstance(v, float):
             out[str(k)] = v if math.isfinite(v) else None  # NaN and inf are no JSON

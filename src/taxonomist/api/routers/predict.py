@@ -43,6 +43,31 @@ def predict(body: PredictRequest, user: UserDep, svc: ServicesDep, request: Requ
 
 
 @router.post(
+    "/image",
+    response_model=PredictResponse,
+    summary="Predict one record with an uploaded image (multipart)",
+    description="`image` is the file for the model's image column (`column`, default its "
+    "first); `record` holds the other columns as a JSON object. A JSON request to POST "
+    "/predict may instead send the image as a data: URI (`data:image/png;base64,...`).",
+)
+def predict_image(
+    user: UserDep,
+    svc: ServicesDep,
+    request: RequestDep,
+    image: Annotated[UploadFile, File(description="PNG, JPEG, GIF, BMP, WebP or TIFF")],
+    model: Annotated[str, Form(min_length=1, max_length=200)],
+    record: Annotated[str, Form(max_length=1_000_000)] = "{}",
+    column: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    payload = service.predict_with_image(svc, user, request, model, record, image, column)
+    return Response(
+        json.dumps(payload),
+        media_type="application/json",
+        headers={REQUEST_ID_HEADER: request.request_id},
+    )
+
+
+@router.post(
     "/file",
     summary="Predict every row of an uploaded file; the rows come back with predictions",
     response_class=Response,

@@ -24,6 +24,7 @@ from taxonomist.data import (
     profile_table,
     validate_training_table,
 )
+from taxonomist.data.archive import data_folder, remove_unpacked
 from taxonomist.data.parse_pool import ParsePool
 from taxonomist.errors import (
     ColumnNotFoundError,
@@ -32,6 +33,7 @@ from taxonomist.errors import (
     NotFoundError,
     TaxonomistError,
 )
+from taxonomist.models.table_check import check_images
 from taxonomist.store import UNFINISHED, Database, Dataset, Job
 from taxonomist.store.accounts import audit
 
@@ -77,7 +79,9 @@ def describe_table(
     schema = infer_column_roles(df, target, dict(roles) if roles else None)
     n_rows, n_columns = len(df), len(df.columns)
     if target:
+        images = check_images(df, schema, data_folder(path))  # a zip's, named per row
         df, schema, report = validate_training_table(df, schema)
+        report.warnings += images
         report_dict = report.to_dict()
     else:
         report_dict = {
@@ -145,6 +149,7 @@ def store_file(
                 out = DatasetOut.model_validate(ds)
         except BaseException:
             path.unlink(missing_ok=True)
+            remove_unpacked(path)
             raise
     return out, fields
 
@@ -256,3 +261,4 @@ def delete_dataset(svc: Services, user: Principal, ds: Dataset) -> None:
         s.delete(row)
         audit(s, user.id, "delete_dataset", "dataset", str(row.id))
     path.unlink(missing_ok=True)  # after the commit: a failed commit keeps the file
+    remove_unpacked(path)  # a zip's table and images

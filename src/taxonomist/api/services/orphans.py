@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,17 @@ def sweep_uploads(folder: Path, db: Database) -> list[Path]:
         orphans = [p for p in sorted(folder.iterdir()) if p.is_file() and p.name not in kept]
         for path in orphans:
             path.unlink(missing_ok=True)
+        # what a zip's table and images were unpacked into (data/archive.py)
+        unpacked = [
+            p
+            for p in sorted(folder.iterdir())
+            if p.is_dir()
+            and (p.name.startswith(".unpack-") or p.name.endswith(".zip.d"))
+            and p.name.removesuffix(".d") not in kept
+        ]
+        for path in unpacked:
+            shutil.rmtree(path, ignore_errors=True)
+        orphans += unpacked
     if orphans:
         logger.warning(
             "removed %d upload file(s) a stopped service left half-stored in %s: %s",

@@ -3,6 +3,7 @@ Prometheus metrics of what was predicted; the warnings about the input's columns
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +70,43 @@ def predict_records(
         "warnings": warnings,
         "request_id": request.request_id,
     }
+
+
+def predict_with_image(
+    svc: Services,
+    user: Principal,
+    request: RequestContext,
+    ref: str,
+    record: str,
+    image: UploadFile,
+    column: str | None,
+) -> dict[str, Any]:
+    """:func:`predict_records` for one record (its other columns a JSON object) whose image
+    column holds an uploaded file."""
+    from taxonomist.embed.image import MAX_BYTES
+
+    try:
+        fields = json.loads(record or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterError(f"'record' is not valid JSON: {exc}.") from None
+    if not isinstance(fields, dict):
+        raise InvalidParameterError(
+            f"'record' must be a JSON object (column -> value); got {type(fields).__name__}."
+        )
+    _, _, model = model_for(svc, user, ref)
+    columns = model.schema.image
+    if not columns:
+        raise InvalidParameterError(f"Model '{ref}' has no image column: POST /predict instead.")
+    column = column or columns[0]
+    if column not in columns:
+        raise InvalidParameterError(
+            f"'{column}' is not an image column of '{ref}'; its image columns: {columns}."
+        )
+    data = image.file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise PayloadTooLargeError(f"The image is over the {MAX_BYTES // 2**20} MiB limit.")
+    body = PredictRequest(model=ref, records={**fields, column: data})
+    return predict_records(svc, user, body, request)
 
 
 @dataclass(frozen=True)
