@@ -152,3 +152,16 @@ def test_find_the_passage(workdir: tuple[Path, dict[str, str]]) -> None:
     ((shell, code),) = readme_blocks("Find the passage that answers a question")
     out = run_block(shell, code, folder, env)
     assert '"top1"' in out and "Removed 1 retrieval model" in out
+
+
+@pytest.mark.slow
+def test_pictures_and_other_languages(workdir: tuple[Path, dict[str, str]]) -> None:
+    pytest.importorskip("skimage")
+    folder, env = workdir
+    ((shell, code),) = readme_blocks("Pictures and other languages")
+    out = run_block(shell, code, folder, env)
+    assert "Wrote faces.zip" in out and "Predicted 200 rows with faces" in out
+    import pandas as pd
+
+    scored = pd.read_csv(folder / "faces-scored.csv")
+    assert (scored["prediction"] == scored["label"]).mean() >= 0.9

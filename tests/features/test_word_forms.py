@@ -72,3 +72,24 @@ def test_training_stems_inflected_languages_snowball_knows_and_keeps_english_wor
     for language in ("en", "ja", "unknown"):
         v = text_vectorizers(df, ["t"], language)[0]
         assert (v.stem, v.stop_words) == (None, False)
+
+
+def test_a_french_models_explanation_names_the_stems_it_counted(home) -> None:
+    from taxonomist.models.train import train
+
+    shoes = ["chaussures de course rouges", "chaussure de marche", "des chaussures bleues"]
+    dresses = ["une robe d'été légère", "robes longues en coton", "la robe de soirée noire"]
+    rows = [
+        (f"{t} modèle {i}", kind)
+        for i in range(20)
+        for kind, texts in (("chaussure", shoes), ("robe", dresses))
+        for t in texts
+    ]
+    df = pd.DataFrame(rows, columns=["titre", "type"])
+    result = train(df, target="type", families=["linear_svm"], trials=1)
+    assert result.profile.language == "fr"
+    why = result.model.explain({"titre": "Chaussures de sport"})
+    assert why["label"] == "chaussure"
+    names = [w["name"] for w in why["words"]]
+    # the word n-grams' stem, beside the words the character n-grams are credited to
+    assert "titre: chaussur" in names and "titre: chaussures" in names

@@ -103,7 +103,11 @@ def demo_account(model_name: str) -> tuple[str, int]:
 
 def sample(
     path: Annotated[
-        Path, typer.Argument(help="Where to write the sample (.csv).", dir_okay=False)
+        Path,
+        typer.Argument(
+            help="Where to write the sample: a .csv, or a .zip for the multimodal one.",
+            dir_okay=False,
+        ),
     ] = Path("apps.csv"),
     later: Annotated[
         Path | None,
@@ -122,6 +126,9 @@ def sample(
     taxonomist sample apps.csv && taxonomist train apps.csv --target prime_genre
 
     taxonomist sample old.csv --later new.csv   (what a model learns from, and what came later)
+
+    taxonomist sample faces.zip   (200 made-up products with a picture each, labelled by
+    department and whether the picture is a face: a table and its images in one zip)
     """
     import pandas as pd
 
@@ -132,6 +139,18 @@ def sample(
             raise InvalidParameterError(
                 f"{target} exists: pass --force to overwrite it, or another path."
             )
+    if path.suffix.lower() == ".zip":
+        from taxonomist.demo.multimodal import make_multimodal_zip
+
+        if later is not None:
+            raise InvalidParameterError("--later splits the App Store sample: give a .csv.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_multimodal_zip(path)
+        out.print(
+            f"Wrote {path}: items.csv (200 products: 'title', 'photo', the label in 'label') "
+            "and images/, scikit-image's faces and other pictures."
+        )
+        return
     table = pd.read_csv(demo_data_path())
     batches = [(path, table)]
     if later is not None:

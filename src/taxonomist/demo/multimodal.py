@@ -9,6 +9,8 @@ tells one of two labels apart at best (macro-F1 about 0.5) and the picture settl
 
 from __future__ import annotations
 
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +45,14 @@ def make_multimodal_set(folder: Path, seed: int = 0) -> Path:
     table = folder / "items.csv"
     pd.DataFrame(rows).sample(frac=1.0, random_state=seed).to_csv(table, index=False)
     return table
+
+
+def make_multimodal_zip(path: Path, seed: int = 0) -> Path:
+    """The set as one zip: ``items.csv`` at its root beside ``images/``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        table = make_multimodal_set(Path(tmp), seed)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.write(table, table.name)
+            for image in sorted((table.parent / "images").iterdir()):
+                archive.write(image, f"images/{image.name}")
+    return path

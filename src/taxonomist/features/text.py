@@ -408,10 +408,12 @@ class HashedTfidfVectorizer(TransformerMixin, BaseEstimator):
                 n_columns=getattr(self, "n_features_out_", 0),
             )
 
-        if not (self.stem or self.stop_words):
+        # models saved before stemming existed have neither attribute
+        stem, stop_words = getattr(self, "stem", None), getattr(self, "stop_words", False)
+        if not (stem or stop_words):
             return count(texts, words, chars)
         # word n-grams of the stems (stop words dropped), character n-grams of the text as is
-        counts = count(word_forms(texts, self.stem, self.stop_words), words, None)
+        counts = count(word_forms(texts, stem, stop_words), words, None)
         return counts if chars is None else (counts + count(texts, (0, 0), chars)).tocsr()
 
     def _stack(self, parts: list[sparse.csr_matrix]) -> sparse.csr_matrix:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import sparse
 
-from taxonomist.features.text import ngram_bucket, ngrams_of
+from taxonomist.features.text import ngram_bucket, ngrams_of, word_forms
 from taxonomist.models.candidates import FAMILIES
 
 
@@ -91,6 +91,11 @@ def _linear(
         row = sparse.csr_matrix(block)[0]
         if name == "text":
             _text_words(model, X, row, w[offset : offset + block.shape[1]], words)
+        elif name == "image":  # one figure per picture, not 1,280 anonymous dimensions
+            width = block.shape[1] // len(model.blocks.specs["image"].columns)
+            for j, v in zip(row.indices, row.data, strict=True):
+                column = model.blocks.specs["image"].columns[j // width]
+                feats[f"{column} (the image)"] += float(v * w[offset + j])
         else:
             labels = _feature_names(model.blocks.fitted[name], block.shape[1])
             for j, v in zip(row.indices, row.data, strict=True):
@@ -108,11 +113,15 @@ def _text_words(
     for vec, col in zip(transformer.vectorizers_, transformer.columns, strict=True):
         text = str(X.iloc[0][col] or "")
         seen: set[int] = set()
-        for kind, gram, n in ngrams_of(
-            text,
-            word_ngrams=tuple(vec.word_ngrams),
-            char_ngrams=tuple(vec.char_ngrams) if vec.char_ngrams else None,
-        ):
+        chars = tuple(vec.char_ngrams) if vec.char_ngrams else None
+        stem, stop_words = getattr(vec, "stem", None), getattr(vec, "stop_words", False)
+        if stem or stop_words:  # word n-grams of the stems, as the vectorizer counts them
+            forms = word_forms([text], stem, stop_words)[0]
+            grams = ngrams_of(forms, word_ngrams=tuple(vec.word_ngrams), char_ngrams=None)
+            grams += ngrams_of(text, word_ngrams=(0, 0), char_ngrams=chars)
+        else:
+            grams = ngrams_of(text, word_ngrams=tuple(vec.word_ngrams), char_ngrams=chars)
+        for kind, gram, n in grams:
             bucket = ngram_bucket(kind, gram, n, n_features=vec.n_features, field=vec.field)
             j = int(vec.column_of_bucket_[bucket])
             if j < 0 or j in seen:

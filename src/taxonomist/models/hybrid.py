@@ -1,5 +1,6 @@
 """The hybrid network: the shipped MiniLM fine-tuned on the text, dense layers over the
-numeric and categorical fields, their outputs concatenated into one classification head.
+numeric and categorical fields and the image features, their outputs concatenated into one
+classification head.
 
 The cartoon-video classifier's design (``origins/``): a pretrained transformer for the
 descriptions, dense layers for ``is_shorts``, ``broadcast``, the channel type, ...
@@ -56,7 +57,7 @@ from taxonomist.models.minilm import (
 
 logger = logging.getLogger(__name__)
 
-TEXT, CATS, NUMS = "text_raw:", "cat_str:", "num_scaled:"
+TEXT, CATS, NUMS, IMAGES = "text_raw:", "cat_str:", "num_scaled:", "image:"
 # The linear probe's inverse regularisation strengths, picked on the validation split (10 is
 # the embed family's default on the same normalised vectors).
 PROBE_C = (1.0, 10.0)
@@ -110,7 +111,9 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         return (
             [c for c in cols if c.startswith(TEXT)],
             [c for c in cols if c.startswith(CATS)],
-            [c for c in cols if c.startswith(NUMS)],
+            # the image features (unit vectors) join the numbers: the dense branch and the
+            # wide part (the probe's coefficients) see them beside the tabular fields
+            [c for c in cols if c.startswith((NUMS, IMAGES))],
         )
 
     def _sequences(self, X: pd.DataFrame) -> list[list[str]]:

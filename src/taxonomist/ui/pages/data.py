@@ -16,7 +16,9 @@ st.title("Data")
 
 with st.expander("Upload a table", expanded=False):
     with st.form("upload"):
-        file = st.file_uploader("CSV, TSV, Parquet or JSON Lines", type=None)
+        file = st.file_uploader(
+            "CSV, TSV, Parquet or JSON Lines, or a zip of a table and its images", type=None
+        )
         target = st.text_input("Target column (optional: the labels to learn)")
         submitted = st.form_submit_button("Upload and validate")
     if submitted and file is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -9,6 +11,7 @@ import streamlit as st
 from taxonomist.data.schema import ColumnRole
 from taxonomist.ui.common import cached, call, registered_models, signed_in
 
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 client = signed_in()
 st.title("Predict from input")
 models = registered_models(client)
@@ -21,16 +24,27 @@ if detail is None:
     st.stop()
 st.caption(f"Version {version} · predicts '{detail['target']}' · {len(detail['classes'])} classes")
 record: dict[str, object] = {}
+images: dict[str, bytes] = {}
 with st.form("record"):
     for column, role in detail["roles"].items():
         if role == ColumnRole.TEXT:
             record[column] = st.text_area(column)
         elif role == ColumnRole.NUMERIC:
             record[column] = st.number_input(column, value=None, placeholder="empty")
-        elif role in (ColumnRole.CATEGORICAL, ColumnRole.IMAGE):
+        elif role == ColumnRole.CATEGORICAL:
             record[column] = st.text_input(column)
+        elif role == ColumnRole.IMAGE:
+            upload = st.file_uploader(column, type=IMAGE_TYPES, key=f"image-{column}")
+            if upload is not None:
+                images[column] = upload.getvalue()
+                mime = upload.type or "image/png"
+                record[column] = f"data:{mime};base64,{base64.b64encode(images[column]).decode()}"
+            else:
+                record[column] = None  # predicted from the other columns
     submitted = st.form_submit_button("Predict")
 if submitted:
+    for column, data in images.items():
+        st.image(data, caption=column, width=224)
     out = call(client.predict, f"{name}/{version}", record, explain=True, top=8)
     if out:
         p = out["predictions"][0]
