@@ -113,7 +113,10 @@ def check_images(
                 f"('{(root or Path.cwd()).name}', the data file's unless given): give theirs "
                 f"with --images DIR, train on a zip of the table and its images, or set "
                 f"--role {col}=ignore to train without them.",
-                details={"column": col, "problems": [{"row": i, "error": m} for i, m in problems]},
+                details={
+                    "column": col,
+                    "problems": [{"row": i, "error": m} for i, m in problems[:100]],
+                },
             )
         if problems and blank:
             df.loc[df.index[[i for i, _ in problems]], col] = None
