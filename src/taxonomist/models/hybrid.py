@@ -61,6 +61,19 @@ TEXT, CATS, NUMS, IMAGES = "text_raw:", "cat_str:", "num_scaled:", "image:"
 # The linear probe's inverse regularisation strengths, picked on the validation split (10 is
 # the embed family's default on the same normalised vectors).
 PROBE_C = (1.0, 10.0)
+# An epoch must beat the best by more than this to count as better: the same weights score
+# a validation loss ~1e-8 apart from one evaluation to the next (float summation order).
+SELECTION_TOLERANCE = 1e-6
+
+
+def _better(score: tuple[float, float], best: tuple[float, float]) -> bool:
+    """Whether an early-stopping score (lower is better, then its tie-breaker) beats ``best``
+    by more than rounding."""
+    if score[0] < best[0] - SELECTION_TOLERANCE:
+        return True
+    return abs(score[0] - best[0]) <= SELECTION_TOLERANCE and (
+        score[1] < best[1] - SELECTION_TOLERANCE
+    )
 
 
 class HybridNetwork(ClassifierMixin, BaseEstimator):
@@ -138,13 +151,17 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         tokenizer, model = base_model()
         depth = N_LAYERS - self.n_train_layers_
         out: list[Any] = [None] * len(texts)
-        todo = []
+        todo, first = [], {}
         for i, t in enumerate(texts):
             hit = LOWER_CACHE.get((t, depth, self.max_length))
-            if hit is None:
-                todo.append(i)
-            else:
+            if hit is not None:
                 out[i] = hit
+            elif t not in first:
+                # each distinct text once: a repeated one would come out of batches padded
+                # differently, so its copies (and a later fit that reads the cache) would
+                # differ in the last bits
+                first[t] = i
+                todo.append(i)
         order = sorted(todo, key=lambda i: len(texts[i]))
         device = self.device_
         with torch.inference_mode():
@@ -171,7 +188,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
                     out[i] = value
                     if store:
                         LOWER_CACHE.put((texts[i], depth, self.max_length), value)
-        return out
+        return [v if v is not None else out[first[t]] for v, t in zip(out, texts, strict=True)]
 
     def _batch(
         self, lowers: list[list[Any]], cats: np.ndarray, nums: np.ndarray, idx: np.ndarray
@@ -332,7 +349,7 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
             self.history_.append(record)
             logger.info("hybrid epoch %s: %s", epoch + 1, record)
             score = self._selection(record, epoch + 1)
-            if score < best_loss:
+            if _better(score, best_loss):
                 best_loss, bad = score, 0
                 best_state = {n: t.detach().clone() for n, t in net.state_dict().items()}
                 self.best_epoch_ = epoch + 1
@@ -348,17 +365,17 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         net.eval()
         self.net_ = net
 
-    def _selection(self, record: dict[str, float], epoch: int) -> float:
+    def _selection(self, record: dict[str, float], epoch: int) -> tuple[float, float]:
         """What early stopping minimises: the validation macro-F1 (negated) when the classes
         are re-weighted (the aim is then the rare classes, which a loss on a few hundred
         validation rows swings with), else the validation loss; without a validation split,
         the epoch (the last is kept)."""
         if "valid_loss" not in record:
-            return -float(epoch)
+            return -float(epoch), 0.0
         if self.class_weight == "balanced":
             # ties (a few hundred rows give few distinct F1 values) go to the lower loss
-            return -record["valid_macro_f1"] + 1e-6 * record["valid_loss"]
-        return record["valid_loss"]
+            return -record["valid_macro_f1"], record["valid_loss"]
+        return record["valid_loss"], 0.0
 
     def _probe(
         self,
