@@ -53,7 +53,8 @@ def test_every_kind_of_bad_image_has_its_own_message(tmp_path: Path) -> None:
     (tmp_path / "huge.png").write_bytes(huge.getvalue())
     (tmp_path.parent / "secret.png").write_bytes(_png())
     assert check_image("ok.png", tmp_path) is None
-    assert check_image(float("nan"), tmp_path) is None  # a missing cell is no problem
+    for missing in (None, float("nan"), pd.NA, "", b""):  # a missing cell is no problem
+        assert check_image(missing, tmp_path) is None
     cases = {
         "notes.png": "not an image",
         "cut.png": "truncated or corrupt PNG",

@@ -49,7 +49,13 @@ def installed() -> bool:
 
 
 def is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+    """No image: None, NaN, pandas' NA, an empty string or no bytes."""
+    if isinstance(value, str | bytes | bytearray | memoryview):
+        return len(value) == 0
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # not a scalar: a value check_image will name
+        return False
 
 
 def image_bytes(value: Any, root: Path | None) -> bytes:
