@@ -34,12 +34,7 @@ REQUEST_ID_HEADER = "X-Request-ID"  # the id the predictions are logged under
 def predict(body: PredictRequest, user: UserDep, svc: ServicesDep, request: RequestDep) -> Response:
     # Plain json.dumps: no second validation of every prediction through PredictResponse on
     # the hot path (the schema above still documents the answer).
-    payload = service.predict_records(svc, user, body, request)
-    return Response(
-        json.dumps(payload),
-        media_type="application/json",
-        headers={REQUEST_ID_HEADER: request.request_id},
-    )
+    return _json(service.predict_records(svc, user, body, request), request)
 
 
 @router.post(
@@ -60,6 +55,11 @@ def predict_image(
     column: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Response:
     payload = service.predict_with_image(svc, user, request, model, record, image, column)
+    return _json(payload, request)
+
+
+def _json(payload: dict[str, Any], request: service.RequestContext) -> Response:
+    """The predictions as JSON, with the id they are logged under."""
     return Response(
         json.dumps(payload),
         media_type="application/json",
