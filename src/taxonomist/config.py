@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Where Taxonomist keeps its state and which services it talks to."""
 
-    model_config = SettingsConfigDict(env_prefix="TAXONOMIST_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TAXONOMIST_", extra="ignore", populate_by_name=True
+    )
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".taxonomist",
@@ -26,7 +28,16 @@ class Settings(BaseSettings):
     )
     mlflow_uri: str | None = Field(
         default=None,
-        description="MLflow tracking URI of a shared server; default: a sqlite store in home.",
+        validation_alias=AliasChoices("TAXONOMIST_MLFLOW_TRACKING_URI", "TAXONOMIST_MLFLOW_URI"),
+        description="MLflow tracking URI (TAXONOMIST_MLFLOW_TRACKING_URI), e.g. the tracking "
+        "server http://mlflow:5000; default: a sqlite store in home.",
+    )
+    artifacts_uri: str | None = Field(
+        default=None,
+        description="Where models and uploaded datasets are stored when several machines "
+        "share them: s3://bucket/prefix (endpoint and credentials the boto3 way: "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); default: folders in "
+        "home.",
     )
     experiment: str = Field(
         default="taxonomist", description="MLflow experiment for training runs."
@@ -44,7 +55,17 @@ class Settings(BaseSettings):
         "started with the service.",
     )
     max_concurrent_jobs: int = Field(
-        default=1, ge=1, description="Training jobs that run at once; the rest wait in a queue."
+        default=1,
+        ge=1,
+        description="Training jobs that run at once, counted over every service process that "
+        "shares the database; the rest wait in a queue.",
+    )
+    job_lease_seconds: float = Field(
+        default=30.0,
+        ge=3,
+        description="A job's lease: a running job's worker renews it every third of this; a "
+        "job whose lease ran out (its worker or service process is gone) is failed, by any "
+        "service process.",
     )
     max_upload_mb: float = Field(default=200.0, gt=0, description="Largest dataset upload.")
     max_table_rows: int = Field(
@@ -165,6 +186,19 @@ class Settings(BaseSettings):
         default="INFO", description="Least severe level logged: DEBUG, INFO, WARNING, ERROR."
     )
 
+    @field_validator("artifacts_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(
+                f"must be an S3 location, s3://bucket/prefix; got {value!r}. Leave it unset "
+                "to keep artifacts in TAXONOMIST_HOME."
+            )
+        return value.rstrip("/")
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -242,5 +276,18 @@ def _has_credentials(url: str | None) -> bool:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
-    return Settings()
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env.
+    A variable that cannot be read raises :class:`~taxonomist.errors.SettingsError` naming it."""
+    from pydantic import ValidationError
+
+    from taxonomist.errors import SettingsError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"TAXONOMIST_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+        raise SettingsError("; ".join(problems), details={"problems": problems}) from None

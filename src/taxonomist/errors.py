@@ -36,6 +36,12 @@ class InvalidParameterError(UserInputError):
     status = 422
 
 
+class SettingsError(UserInputError):
+    """A ``TAXONOMIST_*`` variable that cannot be read."""
+
+    code = "invalid_settings"
+
+
 class DataError(UserInputError):
     """A data file or table is unusable as given."""
 

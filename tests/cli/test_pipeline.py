@@ -355,7 +355,7 @@ def test_an_experiment_changes_params_and_dvc_compares_them(project: Project) ->
 
 @pytest.fixture(scope="module")
 def s3(s3_port: int) -> Iterator[Any]:
-    """moto's S3 server on the port the project's remote names; a boto3 client of it."""
+    """SeaweedFS's S3 server on the port the project's remote names; a boto3 client of it."""
     require_dvc_tools(s3=True)
     with serving_s3(BUCKET, s3_port) as (_, client):
         yield client

@@ -40,6 +40,7 @@ from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database
 from taxonomist.store.accounts import ensure_admin
+from taxonomist.store.files import dataset_files
 
 logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -78,6 +79,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         metrics=metrics,
         retrieval=RetrievalService(settings, db),
         parser=parser,
+        files=dataset_files(settings),
         prediction_log=PredictionLog(db, retention_days=settings.prediction_log_days)
         if settings.prediction_log
         else None,

@@ -363,6 +363,10 @@ class Ready(BaseModel):
     status: Literal["ready", "not ready"]
     database: str
     engine: str
+    servers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each server part configured (tracking, artifacts, qdrant): 'ok' or why not.",
+    )
 
 
 # -- retrieval ---------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(retrieval.app, name="retrieval")
 app.command()(service.serve)
 app.command()(service.ui)
+app.command()(service.doctor)
 app.command()(demo.demo)
 app.command()(demo.sample)
 

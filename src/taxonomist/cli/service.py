@@ -1,4 +1,5 @@
-"""``serve`` and ``ui``: the REST API and the web UI."""
+"""``serve``, ``ui`` and ``doctor``: the REST API, the web UI, and a check of the servers
+they use."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from taxonomist.cli.options import HostOpt, PortOpt
-from taxonomist.cli.output import out
+from taxonomist.cli.options import HostOpt, JsonOpt, PortOpt
+from taxonomist.cli.output import echo_json, out
 
 
 def serve(
@@ -79,3 +80,38 @@ def ui(
     out.print(f"Taxonomist UI on http://{host}:{port} (API {api_url})")
     command, env = streamlit_command(api_url, host, port)
     raise typer.Exit(subprocess.call(command, env=env))
+
+
+def doctor(
+    json_out: JsonOpt = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.5, help="Seconds each part may take to answer.")
+    ] = 5.0,
+) -> None:
+    """Check each part Taxonomist uses: where it points and whether it answers.
+
+    The parts and their settings: the metadata database (TAXONOMIST_DATABASE_URL), MLflow
+    tracking (TAXONOMIST_MLFLOW_TRACKING_URI), the artifact store (TAXONOMIST_ARTIFACTS_URI,
+    with boto3's AWS_ENDPOINT_URL and keys), the Dask scheduler (TAXONOMIST_DASK_ADDRESS) and
+    Qdrant (TAXONOMIST_QDRANT_URL). Unset, each is local to TAXONOMIST_HOME. Exits 1 when a
+    part does not answer, with the reason on its line.
+    """
+    from rich.markup import escape
+
+    from taxonomist.config import get_settings
+    from taxonomist.connections import check_all
+
+    statuses = check_all(get_settings(), timeout=timeout)
+    failed = [s for s in statuses if not s.ok]
+    if json_out:
+        echo_json({"ok": not failed, "parts": [s.to_dict() for s in statuses]})
+    else:
+        for s in statuses:
+            status = "[green]ok   [/]" if s.ok else "[red]FAILS[/]"
+            out.print(f"{status} [bold]{s.part:<9}[/] {escape(s.points_to)}  [dim]{s.setting}[/]")
+            out.print(f"      {escape(s.detail)}", highlight=False)
+        if failed:
+            names = ", ".join(s.part for s in failed)
+            out.print(f"[red]{len(failed)} part(s) do not answer:[/] {names}.")
+    if failed:
+        raise typer.Exit(1)

@@ -145,9 +145,11 @@ def _train(
 ) -> dict[str, Any]:
     from taxonomist.models.train import train
     from taxonomist.registry import Registry
+    from taxonomist.store.files import dataset_files
 
     train_config = job_train_config(config)
-    result = train(config["dataset_path"], train_config, on_progress=on_progress, settings=settings)
+    data = dataset_files(settings).local(config["dataset_path"])  # from the bucket, once
+    result = train(data, train_config, on_progress=on_progress, settings=settings)
     tags = {"dataset_id": str(config["dataset_id"])} if config.get("dataset_id") else {}
     result.register(Registry(settings), tags=tags)
     return result.summary()
@@ -162,13 +164,14 @@ def _retrain(
 
     from taxonomist.monitor.retrain import retrain
     from taxonomist.registry import Registry
+    from taxonomist.store.files import retrain_files
 
     path = config.get("data_path")
     return retrain(
         Registry(settings),
         db,
         config["model_name"],
-        pd.read_parquet(path) if path else None,
+        pd.read_parquet(retrain_files(settings).local(path)) if path else None,
         trigger=config.get("trigger", "manual"),
         reason=config.get("reason", ""),
         source=config.get("source", "file"),

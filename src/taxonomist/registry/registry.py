@@ -64,7 +64,9 @@ class Registry:
             return str(exp.experiment_id)
         location = None
         uri = self.settings.mlflow_uri
-        if not uri or uri.startswith(("sqlite:", "file:")):
+        if self.settings.artifacts_uri:  # the bucket every machine reads models from
+            location = f"{self.settings.artifacts_uri}/mlflow"
+        elif not uri or uri.startswith(("sqlite:", "file:")):
             self.settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
             location = self.settings.artifacts_dir.resolve().as_uri()
         return str(c.create_experiment(self.settings.experiment, artifact_location=location))

@@ -184,7 +184,7 @@ class RetrievalService:
     def build_work(
         self,
         model_id: str,
-        path: str,
+        path: str | Path,
         roles: dict[str, str],
         params: RetrievalParams,
         info: dict[str, Any],
@@ -214,7 +214,7 @@ class RetrievalService:
 
         return work
 
-    def evaluate_work(self, model_id: str, path: str, roles: dict[str, str]) -> Any:
+    def evaluate_work(self, model_id: str, path: str | Path, roles: dict[str, str]) -> Any:
         def work(progress: Any) -> dict[str, Any]:
             dataset = load_dataset(path, roles)
             model = self.load(model_id)
@@ -222,7 +222,7 @@ class RetrievalService:
 
         return work
 
-    def map_work(self, path: str, roles: dict[str, str], sample: int) -> Any:
+    def map_work(self, path: str | Path, roles: dict[str, str], sample: int) -> Any:
         def work(progress: Any) -> dict[str, Any]:
             import pandas as pd
 

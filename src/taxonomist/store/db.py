@@ -30,7 +30,7 @@ class Database:
     timeout, so the API and the training workers can share one file.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
@@ -38,6 +38,8 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        elif url.startswith("postgresql"):  # a wrong host fails in seconds, not minutes
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout))}
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -77,9 +79,12 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means unreachable
+            why = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise DatabaseError(
                 f"The metadata database ({self.engine.url.render_as_string()}) does not "
-                f"answer: {exc.__class__.__name__}. Check TAXONOMIST_DATABASE_URL."
+                f"answer: {exc.__class__.__name__}"
+                + (f" ({why[0][:200]})" if why else "")
+                + ". Check TAXONOMIST_DATABASE_URL."
             ) from exc
 
     def dispose(self) -> None:

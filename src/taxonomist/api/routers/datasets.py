@@ -102,8 +102,8 @@ def text_map(
     summary="The file as uploaded",
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download(ds: VisibleDataset) -> FileResponse:
-    path = service.stored_file(ds)
+def download(ds: VisibleDataset, svc: ServicesDep) -> FileResponse:
+    path = service.stored_file(svc, ds)
     return FileResponse(path, filename=ds.filename, media_type="application/octet-stream")
 
 

@@ -12,9 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from taxonomist.api.deps import ServicesDep
 from taxonomist.api.errors import ERROR_RESPONSES
 from taxonomist.api.schemas import Ready
+from taxonomist.connections import check_all, is_server
 from taxonomist.errors import TaxonomistError
 
 router = APIRouter(tags=["system"])
+READY_TIMEOUT = 3.0  # seconds each server may take to answer a readiness probe
 
 
 # The probes are async: they answer from the event loop even when heavy synchronous requests
@@ -27,21 +29,28 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready",
     response_model=Ready,
-    summary="Readiness: the database and the job engine are reachable",
-    responses={503: {"model": Ready, "description": "Not ready yet"}},
+    summary="Readiness: the database, the job engine and the servers configured are reachable",
+    responses={503: {"model": Ready, "description": "Not ready: each failing part says why"}},
 )
 async def ready(svc: ServicesDep) -> JSONResponse:
+    loop = asyncio.get_running_loop()
     database = engine = "ok"
+    # The MLflow tracking server, the S3 artifact store, the Qdrant server: each when set.
+    servers = tuple(p for p in ("tracking", "artifacts", "qdrant") if is_server(svc.settings, p))
+    checking = loop.run_in_executor(None, check_all, svc.settings, servers, READY_TIMEOUT)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, svc.db.ping)
+        await loop.run_in_executor(None, svc.db.ping)
     except TaxonomistError as exc:
         database = exc.message
     try:
         svc.engine.check()
     except TaxonomistError as exc:
         engine = exc.message
-    ok = database == engine == "ok"
-    body = Ready(status="ready" if ok else "not ready", database=database, engine=engine)
+    parts = {s.part: "ok" if s.ok else f"{s.points_to}: {s.detail}" for s in await checking}
+    ok = database == engine == "ok" and all(v == "ok" for v in parts.values())
+    body = Ready(
+        status="ready" if ok else "not ready", database=database, engine=engine, servers=parts
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 

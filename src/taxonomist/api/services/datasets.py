@@ -24,7 +24,7 @@ from taxonomist.data import (
     profile_table,
     validate_training_table,
 )
-from taxonomist.data.archive import data_folder, remove_unpacked
+from taxonomist.data.archive import data_folder
 from taxonomist.data.parse_pool import ParsePool
 from taxonomist.errors import (
     ColumnNotFoundError,
@@ -36,6 +36,7 @@ from taxonomist.errors import (
 from taxonomist.models.table_check import check_images
 from taxonomist.store import UNFINISHED, Database, Dataset, Job
 from taxonomist.store.accounts import audit
+from taxonomist.store.files import dataset_files
 
 Describe = Callable[[Path], dict[str, Any]]
 
@@ -123,22 +124,26 @@ def store_file(
     action: str,
 ) -> tuple[DatasetOut, dict[str, Any]]:
     """:func:`store_upload` for any file-like upload (the demo stores its sample tables with
-    it): the file is copied into the data folder, described, and its row written."""
+    it): the file is copied into the data folder, described, put in the artifact store when
+    it is S3, and its row written."""
+    files = dataset_files(settings)
     # Held until the row is committed: the start-up sweep of files without a row
     # (orphans.sweep_uploads) leaves this one alone.
     with upload_in_progress(settings.datasets_dir):
         path, size, sha = save_upload(file, settings.datasets_dir, upload_limit(settings))
+        location = str(path)
         try:
             try:
                 fields = describe(path)
             except TaxonomistError as exc:
                 raise as_uploaded(exc, path, file.filename) from None
+            location = files.publish(path)
             with db.session() as s:
                 ds = Dataset(
                     owner_id=owner_id,
                     name=name or Path(file.filename or "dataset").name,
                     filename=Path(file.filename or path.name).name,
-                    path=str(path),
+                    path=location,
                     size_bytes=size,
                     sha256=sha,
                     **fields,
@@ -149,7 +154,7 @@ def store_file(
                 out = DatasetOut.model_validate(ds)
         except BaseException:
             path.unlink(missing_ok=True)
-            remove_unpacked(path)
+            files.delete(location)
             raise
     return out, fields
 
@@ -188,7 +193,7 @@ def update_dataset(
             f"Dataset {ds.id} is a question-answer dataset: it has no target or roles "
             "to choose. Build a retrieval model on it (POST /api/v1/retrieval/models)."
         )
-    path, target, roles, report = Path(ds.path), ds.target, None, ds.report
+    path, target, roles, report = svc.files.local(ds.path), ds.target, None, ds.report
     inferred, columns = dict(ds.roles), list(ds.roles)
     unknown = sorted(set(body.descriptions or {}) - set(columns))
     if unknown:
@@ -232,17 +237,17 @@ def text_map(svc: Services, ds: Dataset, column: str, sample: int) -> dict[str, 
             f"'{column}' is not a text column of dataset {ds.id}; its text columns: "
             f"{', '.join(texts) or 'none'}."
         )
-    table = svc.parser.load(ds.path)
+    table = svc.parser.load(svc.files.local(ds.path))
     points = compute(table, column, ds.target, sample=sample, seed=svc.settings.seed)
     return {"column": column, "n": len(points), "points": jsonable(points.to_dict("records"))}
 
 
-def stored_file(ds: Dataset) -> Path:
-    """The file as uploaded; a 404 when it is gone from the data folder."""
-    path = Path(ds.path)
-    if not path.exists():
-        raise NotFoundError(f"The file of dataset {ds.id} is gone from the data folder.")
-    return path
+def stored_file(svc: Services, ds: Dataset) -> Path:
+    """The file as uploaded, on this machine; a 404 when it is gone."""
+    try:
+        return svc.files.local(ds.path)
+    except NotFoundError:
+        raise NotFoundError(f"The file of dataset {ds.id} is gone from the data folder.") from None
 
 
 def delete_dataset(svc: Services, user: Principal, ds: Dataset) -> None:
@@ -257,8 +262,7 @@ def delete_dataset(svc: Services, user: Principal, ds: Dataset) -> None:
         )
         if busy is not None:
             raise ConflictError(f"Job {busy} is training on dataset {row.id}: cancel it or wait.")
-        path = Path(row.path)
+        location = row.path
         s.delete(row)
         audit(s, user.id, "delete_dataset", "dataset", str(row.id))
-    path.unlink(missing_ok=True)  # after the commit: a failed commit keeps the file
-    remove_unpacked(path)  # a zip's table and images
+    svc.files.delete(location)  # after the commit: a failed commit keeps the file

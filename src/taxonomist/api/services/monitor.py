@@ -9,7 +9,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 from fastapi import UploadFile
@@ -51,6 +50,7 @@ from taxonomist.monitor.reports import (
 from taxonomist.monitor.retrain import check_new_rows, feedback_rows, journal, retrainable
 from taxonomist.store import UNFINISHED, Job, ModelOwner
 from taxonomist.store.accounts import audit
+from taxonomist.store.files import retrain_files
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,11 @@ def retrain(
     if file is not None:
         data = uploaded_table(svc, file)
         check_new_rows(data, config.target, ref, "file")
-        folder = svc.settings.home / "retrain"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex}.parquet"
-        data.to_parquet(path, index=False)
+        files = retrain_files(svc.settings)
+        files.folder.mkdir(parents=True, exist_ok=True)
+        local = files.folder / f"{uuid.uuid4().hex}.parquet"
+        data.to_parquet(local, index=False)
+        path = files.publish(local)  # a worker on another machine reads it from the bucket
     else:
         since = datetime.fromtimestamp(champion.creation_timestamp / 1000, UTC)
         rows = feedback_rows(svc.db, name, config.target, since)
@@ -175,7 +176,7 @@ def queue_retrain(
     svc: Services,
     user_id: int | None,
     name: str,
-    data_path: Path | None,
+    data_path: str | None,
     *,
     trigger: str,
     reason: str,
@@ -185,7 +186,7 @@ def queue_retrain(
     config = {
         "data_name": data_name,
         "model_name": name,
-        "data_path": None if data_path is None else str(data_path),
+        "data_path": data_path,
         "source": "feedback" if data_path is None else "file",
         "trigger": trigger,
         "reason": reason,

@@ -117,7 +117,7 @@ def upload_qa(
 
 def start_map(svc: Services, user: Principal, ds: Dataset, body: RetrievalMap) -> JobOut:
     """A job placing a sample of the dataset's passages and questions on a t-SNE map."""
-    work = svc.retrieval.map_work(ds.path, dict(ds.roles), body.sample)
+    work = svc.retrieval.map_work(svc.files.local(ds.path), dict(ds.roles), body.sample)
     return start_service_job(svc, user, "retrieval_map", ds.id, body.model_dump(), work)
 
 
@@ -212,7 +212,7 @@ def start_build(svc: Services, user: Principal, body: RetrievalBuild) -> JobOut:
         }
         work = svc.retrieval.build_work(
             body.name,
-            ds.path,
+            svc.files.local(ds.path),
             dict(ds.roles),
             body.params,
             info,
@@ -284,7 +284,7 @@ def benchmark(
 ) -> RetrievalBenchmark:
     """Latency over ``body.n`` random questions of a QA dataset, one at a time."""
     ds = qa_dataset(svc, user, body.dataset_id)
-    dataset = load_dataset(ds.path, dict(ds.roles))
+    dataset = load_dataset(svc.files.local(ds.path), dict(ds.roles))
     result = svc.retrieval.benchmark(meta["id"], dataset, body.n, body.k)
     return RetrievalBenchmark(model=meta["id"], dataset_id=body.dataset_id, **result)
 
@@ -294,6 +294,6 @@ def start_evaluate(
 ) -> JobOut:
     """A job measuring top-1, top-5 and MRR@10 over every question of a QA dataset."""
     ds = qa_dataset(svc, user, body.dataset_id)
-    work = svc.retrieval.evaluate_work(meta["id"], ds.path, dict(ds.roles))
+    work = svc.retrieval.evaluate_work(meta["id"], svc.files.local(ds.path), dict(ds.roles))
     config = {"model": meta["id"]}
     return start_service_job(svc, user, "retrieval_evaluate", body.dataset_id, config, work)

@@ -20,6 +20,7 @@ from taxonomist.monitor.log import PredictionLog
 from taxonomist.registry import Registry
 from taxonomist.retrieval.service import RetrievalService
 from taxonomist.store import Database, ModelOwner
+from taxonomist.store.files import FileStore
 
 RESOLVE_TTL = 5.0  # seconds a resolved model reference (and its owner) is reused
 
@@ -170,6 +171,7 @@ class Services:
     metrics: Metrics
     retrieval: RetrievalService
     parser: ParsePool  # every parse of a user's file: in worker processes, memory-limited
+    files: FileStore  # the uploaded datasets: home, or a bucket with home as its cache
     tokens: TokenCache = field(default_factory=TokenCache)
     logins: LoginThrottle = field(default_factory=LoginThrottle)
     prediction_log: PredictionLog | None = None  # None: TAXONOMIST_PREDICTION_LOG=off
