@@ -414,7 +414,8 @@ def serving_s3(bucket: str, port: int | None = None) -> Iterator[tuple[str, Any]
                     if server.poll() is not None or time.monotonic() > deadline:
                         log = Path(folder, "weed.log")
                         tail = log.read_text()[-2000:] if log.exists() else ""
-                        raise RuntimeError(f"SeaweedFS did not start on {url}: {exc}\n{tail}")
+                        why = f"SeaweedFS did not start on {url}: {exc}\n{tail}"
+                        raise RuntimeError(why) from None
                     time.sleep(0.3)
             yield url, client
         finally:

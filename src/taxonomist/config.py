@@ -244,6 +244,11 @@ class Settings(BaseSettings):
         show them). The worker reads what is left out from its own environment
         (:meth:`secret_environment` is given to the workers the service starts itself)."""
         data = self.model_dump(mode="json", exclude=set(SECRETS))
+        if self.dask_address and self.database_url and self.mlflow_uri:
+            # Workers on other machines: nothing lives in this process's home that they need;
+            # they keep their own (TAXONOMIST_HOME on the worker) for caches and downloads.
+            for name in ("home", "log_dir"):
+                del data[name]
         for name in CREDENTIAL_URLS:
             if _has_credentials(data.get(name)):
                 del data[name]

@@ -72,7 +72,12 @@ def trained(api: TestClient, toy: pd.DataFrame) -> dict[str, Any]:
 # -- system and auth -------------------------------------------------------------------------
 def test_health_and_ready_need_no_token_metrics_the_scrape_token(api: TestClient) -> None:
     assert api.get("/health").json() == {"status": "ok"}
-    assert api.get("/ready").json() == {"status": "ready", "database": "ok", "engine": "ok"}
+    assert api.get("/ready").json() == {
+        "status": "ready",
+        "database": "ok",
+        "engine": "ok",
+        "servers": {},
+    }
     for headers in ({}, {"Authorization": "Bearer wrong"}, new_member(api)[0]):
         assert_error(api.get("/metrics", headers=headers), 401, "unauthorized")
     for headers in ({"Authorization": f"Bearer {SCRAPE_TOKEN}"}, admin_headers(api)):
@@ -596,8 +601,8 @@ def test_a_restarted_service_shows_every_job_and_fails_orphans(
     with api_client(api_settings) as again:
         a = login_headers(again, "admin", ADMIN_PASSWORD)
         assert {j["id"] for j in again.get("/api/v1/jobs", headers=a).json()} == before
-        orphan = again.get(f"/api/v1/jobs/{job}", headers=a).json()
-        assert orphan["state"] == "failed" and "service stopped" in orphan["error"]
+        orphan = wait_job(again, a, job, {"failed"}, timeout=30)  # no lease: failed at once
+        assert orphan["error"].startswith("The process running this job stopped"), orphan
 
 
 @pytest.mark.postgres

@@ -34,7 +34,9 @@ import pytest
 
 from tests.conftest import ADMIN_PASSWORD, free_port, small_squad, wait_http
 
-STOPPED = "The service stopped while this job ran"
+# A job whose process died is failed once its lease runs out (3 s here), by the next service.
+STOPPED = ("The process running this job stopped", "The service process holding this job stopped")
+LEASE_SECONDS = 3
 RECORD = {"title": "pasta sauce with garlic", "store": "eu", "price": 3.0}
 ENDED = {"succeeded", "failed", "cancelled"}
 
@@ -56,6 +58,7 @@ class Service:
             "TAXONOMIST_DATABASE_URL": f"sqlite:///{self.home / 'taxonomist.db'}",
             "TAXONOMIST_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "TAXONOMIST_POLICY_INTERVAL": "0",
+            "TAXONOMIST_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
         with self.log.open("ab") as log:
@@ -150,8 +153,12 @@ def upload(
     )
 
 
-def assert_stopped(job: dict[str, Any]) -> None:
-    """The job ended as failed, saying why."""
+def assert_stopped(svc: Service, member: dict[str, str], job_id: int) -> None:
+    """The job ends as failed, saying why, once its lease has run out."""
+    deadline = time.monotonic() + 10 * LEASE_SECONDS
+    while (job := svc.job(member, job_id))["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
     assert job["state"] == "failed", job
     assert job["error"].startswith(STOPPED), job["error"]
     assert job["finished_at"] is not None and job["progress"]["phase"] == "failed"
@@ -308,7 +315,7 @@ def test_a_job_killed_while_it_trains_fails_saying_why_and_the_queue_goes_on(
         svc.kill()
 
         svc.start()
-        assert_stopped(svc.job(member, jobs[0]))
+        assert_stopped(svc, member, jobs[0])
         queued = svc.wait_job(member, jobs[1])  # not started when the service died: it runs
         assert queued["state"] == "succeeded", queued
         models = {m["name"]: m for m in svc.http.get("/api/v1/models", headers=member).json()}
@@ -377,7 +384,7 @@ def test_a_registration_cut_off_by_a_kill_leaves_no_version(
             svc.kill()
 
         svc.start()
-        assert_stopped(svc.job(member, job))
+        assert_stopped(svc, member, job)
         for model in svc.http.get("/api/v1/models").json():  # the admin sees every model
             assert model["versions"] == [], model  # no half-written version
 
@@ -424,9 +431,9 @@ def test_a_retrieval_build_cut_off_by_a_kill_leaves_no_model_and_its_collections
         assert list((root / "models").iterdir()) == []
 
         svc.start()
-        assert_stopped(svc.job(member, build))
+        assert_stopped(svc, member, build)
         # A retrieval job waits in the service's own queue: it died with the service.
-        assert_stopped(svc.job(member, queued))
+        assert_stopped(svc, member, queued)
         assert svc.http.get(f"{api}/models", headers=member).json() == []
         assert list((root / "collections").iterdir()) == []  # swept when the store opened
 

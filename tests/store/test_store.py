@@ -34,7 +34,7 @@ def test_migrations_are_idempotent_and_match_the_tables(db: Database) -> None:
     from taxonomist.store import Base
 
     db.migrate()  # a second run changes nothing
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -170,7 +170,7 @@ def test_upgrading_keeps_the_rows_already_stored(database_url: str) -> None:
             )
         )
     db.migrate()
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     with db.session() as s:
         ds = s.get_one(Dataset, 1)
         assert ds.name == "d" and ds.descriptions is None and ds.kind == "table"
@@ -237,7 +237,7 @@ def test_the_upgrade_to_unreused_ids_keeps_the_jobs_links(database_url: str) -> 
             )
         )
     db.migrate()
-    assert db.revision() == "0006"
+    assert db.revision() == "0007"
     with db.session() as s:
         assert s.get_one(Job, 1).dataset_id == 2
         s.delete(s.get_one(Dataset, 2))

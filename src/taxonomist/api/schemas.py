@@ -172,6 +172,12 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    lease_owner: str | None = Field(
+        default=None,
+        description="Who holds the unfinished job: 'service host:pid:id' (the process that "
+        "handed it to Dask, or runs it), then 'worker host:pid:id' (the Dask worker running "
+        "it). Empty once it has ended.",
+    )
 
 
 class JobLogs(BaseModel):

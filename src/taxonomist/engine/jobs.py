@@ -1,22 +1,34 @@
 """Training and retraining jobs on Dask.
 
 The database is the source of truth: a job row is created ``queued``; the engine's loop hands
-queued jobs to the cluster while fewer than ``max_concurrent_jobs`` run; the task itself
-(:func:`run_job`, in a worker process) marks the row ``running``, writes progress and log lines
-as trials finish, checks the row's cancel flag, and writes the outcome. What a task cannot
-write — its worker died, or the service restarted under it — the engine's loop writes.
+queued jobs to the cluster while fewer than ``max_concurrent_jobs`` run in all the service
+processes that share the database; the task itself (:func:`run_job`, in a worker process)
+marks the row ``running``, writes progress and log lines as trials finish, checks the row's
+cancel flag, and writes the outcome.
+
+Every unfinished job has a lease (``lease_until``): the service process that handed it to
+Dask renews it while it waits there, the worker running it renews it every third of
+``job_lease_seconds`` (a heartbeat thread). What a task cannot write — its worker died — the
+process that handed it over writes; a job whose lease ran out (its worker and that process
+are both gone) is failed by whichever service process sees it first. A restarting process
+fails nothing of its siblings'.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
 
 from taxonomist.config import Settings
 from taxonomist.errors import ServiceUnavailableError, TaxonomistError
@@ -27,6 +39,12 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 MAX_LOG_LINES = 500
 DASK_KINDS = ("train", "retrain")  # the jobs that run on the cluster; others in the service
+UNFINISHED_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+WORKER_DIED = (
+    "The worker running this job died (killed, or out of memory). Try a smaller time budget or "
+    "dataset, or give the workers more memory."
+)
+DISPATCH_LOCK = 7_270_101  # PostgreSQL advisory lock: one process at a time hands jobs over
 
 
 class JobCancelled(Exception):
@@ -54,16 +72,68 @@ class _JobLog(logging.Handler):
         del self.lines[:-MAX_LOG_LINES]
 
 
-def _claim(db: Database, job_id: int) -> bool:
+def _lease(seconds: float) -> datetime:
+    return _now() + timedelta(seconds=seconds)
+
+
+def _claim(db: Database, job_id: int, holder: str, lease: float) -> bool:
     """Mark a queued job running, atomically: with several service processes only one runs
-    it; a job cancelled meanwhile is not claimed."""
+    it; a job cancelled meanwhile is not claimed. The claimer holds its lease."""
     with db.session() as s:
         claimed = s.execute(  # type: ignore[attr-defined]
             update(Job)
             .where(Job.id == job_id, Job.state == JobState.QUEUED.value, ~Job.cancel_requested)
-            .values(state=JobState.RUNNING.value, started_at=_now())
+            .values(
+                state=JobState.RUNNING.value,
+                started_at=_now(),
+                lease_owner=holder,
+                lease_until=_lease(lease),
+            )
         ).rowcount
     return bool(claimed)
+
+
+@contextmanager
+def heartbeat(db: Database, job_id: int, holder: str, lease: float) -> Iterator[None]:
+    """Renew the lease of running job ``job_id`` every third of ``lease`` seconds while the
+    block runs (a thread: a long trial blocks no renewal)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease / 3):
+            try:
+                with db.session() as s:
+                    s.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.state == JobState.RUNNING.value)
+                        .values(lease_owner=holder, lease_until=_lease(lease))
+                    )
+            except Exception as exc:  # the database is away: try again next beat
+                logger.warning("job %s: could not renew its lease: %s", job_id, exc)
+
+    thread = threading.Thread(target=renew, name=f"taxonomist-lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def worker_name() -> str:
+    """This process, as a lease holder: host, pid and a few random characters."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _fail_rerun(db: Database, job_id: int) -> None:
+    """The task of a job that is running already runs again: a scheduler that retries tasks
+    (``distributed.scheduler.allowed-failures`` above 0) lost the worker that ran it. One
+    task a job (its key), so the job's worker is gone: it fails now, saying so, rather than
+    when its lease runs out."""
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        if job is not None and job.state == JobState.RUNNING.value:
+            _finish(s, job, JobState.FAILED, error=WORKER_DIED)
 
 
 def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +141,10 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
     process)."""
     settings = Settings(**settings_data)
     db = Database(settings.database)
+    holder, lease = f"worker {worker_name()}", settings.job_lease_seconds
     try:
-        if not _claim(db, job_id):
+        if not _claim(db, job_id, holder, lease):
+            _fail_rerun(db, job_id)
             return {"skipped": True}
         with db.session() as s:
             job = s.get_one(Job, job_id)
@@ -112,10 +184,11 @@ def run_job(job_id: int, settings_data: dict[str, Any]) -> dict[str, Any]:
                 _finish(s, s.get(Job, job_id), state, log=log, **written)
 
         try:
-            if kind == "retrain":
-                outcome = _retrain(config, settings, db, on_progress)
-            else:
-                outcome = _train(config, settings, on_progress)
+            with heartbeat(db, job_id, holder, lease):
+                if kind == "retrain":
+                    outcome = _retrain(config, settings, db, on_progress)
+                else:
+                    outcome = _train(config, settings, on_progress)
         except JobCancelled:
             end(JobState.CANCELLED, error="Cancelled.")
             return {"cancelled": True}
@@ -203,6 +276,7 @@ def _finish(
     if job is None:
         return
     job.state, job.error, job.result, job.finished_at = state.value, error, result, _now()
+    job.lease_owner = job.lease_until = None
     if log is not None:
         job.logs = list(log.lines)
     job.progress = {**(job.progress or {}), "phase": state.value}
@@ -213,6 +287,8 @@ class JobEngine:
 
     def __init__(self, settings: Settings, db: Database, *, poll: float = 0.3) -> None:
         self.settings, self.db, self.poll = settings, db, poll
+        self.name = f"service {worker_name()}"  # the lease holder of the jobs it hands over
+        self.lease = settings.job_lease_seconds
         self.client: Any = None
         self.cluster: Any = None
         self.futures: dict[int, Any] = {}
@@ -223,20 +299,10 @@ class JobEngine:
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Fail the jobs a previous service left running (and the retrieval jobs it left
-        queued: they ran in its process), then connect in the background (a LocalCluster
-        takes ~2 s to start; the API answers meanwhile, ``ready`` says 503)."""
-        with self.db.session() as s:
-            left = (Job.state == JobState.RUNNING.value) | (
-                Job.kind.not_in(DASK_KINDS) & (Job.state == JobState.QUEUED.value)
-            )
-            for job in s.scalars(select(Job).where(left)):
-                _finish(
-                    s,
-                    job,
-                    JobState.FAILED,
-                    error="The service stopped while this job ran; start the job again.",
-                )
+        """Connect in the background (a LocalCluster takes ~2 s to start; the API answers
+        meanwhile, ``ready`` says 503). The jobs a stopped service process left behind are
+        failed by the loop once their leases run out, not here: a sibling process may be
+        running them."""
         self._thread = threading.Thread(target=self._run, name="taxonomist-jobs", daemon=True)
         self._thread.start()
 
@@ -281,6 +347,10 @@ class JobEngine:
         if self.cluster is not None:
             self.cluster.close()
 
+    def holding(self) -> dict[str, Any]:
+        """The lease columns of a job this process creates and keeps until it runs it."""
+        return {"lease_owner": self.name, "lease_until": _lease(self.lease)}
+
     def wake(self) -> None:
         """Look at the queue now (a job was created or cancelled)."""
         self._wake.set()
@@ -311,6 +381,8 @@ class JobEngine:
             elif fut.status == "error":
                 self._end_unfinished(job_id, JobState.FAILED, _failure_reason(fut))
         with self.db.session() as s:
+            self._renew(s)
+            self._expire(s)
             cancelled = s.scalars(
                 select(Job).where(
                     Job.kind.in_(DASK_KINDS),
@@ -321,29 +393,89 @@ class JobEngine:
             for job in cancelled:
                 if job.id not in self.futures:
                     _finish(s, job, JobState.CANCELLED, error="Cancelled before it started.")
-            free = self.settings.max_concurrent_jobs - len(self.futures)
-            queued: list[int] = []
-            if free > 0:
-                queued = list(
-                    s.scalars(
-                        select(Job.id)
-                        .where(
-                            Job.kind.in_(DASK_KINDS),
-                            Job.state == JobState.QUEUED.value,
-                            ~Job.cancel_requested,
-                        )
-                        .order_by(Job.id)
-                        .limit(free + len(self.futures))
-                    )
-                )
+        queued = self._take()
         # What a worker needs to reach the stores; no secret travels with the task.
         settings = self.settings.for_workers()
         for job_id in queued:
-            if job_id in self.futures or len(self.futures) >= self.settings.max_concurrent_jobs:
-                continue
             self.futures[job_id] = self.client.submit(
                 run_job, job_id, settings, key=f"taxonomist-job-{job_id}", pure=False
             )
+
+    def _renew(self, s: Session) -> None:
+        """Renew the leases of the queued jobs this process holds (handed to Dask, or waiting
+        for its retrieval worker); running ones are their worker's to renew."""
+        s.execute(
+            update(Job)
+            .where(Job.lease_owner == self.name, Job.state == JobState.QUEUED.value)
+            .values(lease_until=_lease(self.lease))
+        )
+
+    def _expire(self, s: Session) -> None:
+        """Fail the running jobs whose lease ran out, and the queued service-process jobs
+        (retrieval) whose process is gone; a queued Dask job whose handing process is gone
+        goes back to the queue."""
+        lapsed = or_(Job.lease_until.is_(None), Job.lease_until < _now())
+        for job in s.scalars(select(Job).where(Job.state.in_(UNFINISHED_STATES), lapsed)):
+            if job.state == JobState.RUNNING.value:
+                _finish(
+                    s,
+                    job,
+                    JobState.FAILED,
+                    error="The process running this job stopped: its lease ran out (it died, "
+                    "or lost the database). Start the job again.",
+                )
+            elif job.kind not in DASK_KINDS:
+                _finish(
+                    s,
+                    job,
+                    JobState.FAILED,
+                    error="The service process holding this job stopped before it ran; start "
+                    "the job again.",
+                )
+            elif job.lease_owner is not None:
+                job.lease_owner = None  # handed to Dask by a process that is gone: again
+
+    def _take(self) -> list[int]:
+        """Lease the next queued Dask jobs while fewer than ``max_concurrent_jobs`` are
+        running or handed over in every process: the count and the lease in one transaction
+        that no other process's can interleave (an advisory lock on PostgreSQL, SQLite's
+        write lock taken first)."""
+        with self.db.session() as s:
+            if self.db.dialect == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DISPATCH_LOCK})
+            else:  # a write first: the transaction holds the write lock from its start
+                s.execute(update(Job).where(Job.id == -1).values(lease_owner=None))
+            live = Job.lease_until >= _now()
+            active = s.scalar(
+                select(func.count(Job.id)).where(
+                    Job.kind.in_(DASK_KINDS),
+                    (Job.state == JobState.RUNNING.value)
+                    | ((Job.state == JobState.QUEUED.value) & Job.lease_owner.is_not(None) & live),
+                )
+            )
+            free = self.settings.max_concurrent_jobs - int(active or 0)
+            if free <= 0:
+                return []
+            ids = list(
+                s.scalars(
+                    select(Job.id)
+                    .where(
+                        Job.kind.in_(DASK_KINDS),
+                        Job.state == JobState.QUEUED.value,
+                        ~Job.cancel_requested,
+                        Job.lease_owner.is_(None),
+                    )
+                    .order_by(Job.id)
+                    .limit(free)
+                )
+            )
+            if ids:
+                s.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids))
+                    .values(lease_owner=self.name, lease_until=_lease(self.lease))
+                )
+        return ids
 
     def _end_unfinished(self, job_id: int, state: JobState, reason: str) -> None:
         with self.db.session() as s:
@@ -367,22 +499,21 @@ def _failure_reason(fut: Any) -> str:
     exc = fut.exception()
     name = exc.__class__.__name__
     if name == "KilledWorker":
-        return (
-            "The worker running this job died (killed, or out of memory). Try a smaller time "
-            "budget or dataset, or give the workers more memory."
-        )
+        return WORKER_DIED
     return f"The job's task failed: {name}: {exc}"
 
 
 Work = Callable[[Callable[[str, int, int], None]], dict[str, Any]]
 
 
-def run_here(db: Database, job_id: int, work: Work) -> None:
+def run_here(db: Database, job_id: int, work: Work, *, lease: float = 30.0) -> None:
     """Run a job in this process (the retrieval jobs: the service holds their Qdrant Edge
     shards). ``work(progress)`` returns the result; ``progress(phase, done, total)`` writes the
     row at most every ``PROGRESS_EVERY`` seconds and raises :class:`JobCancelled` once the job's
-    cancel flag is set. Ends the row as the training jobs' task does."""
-    if not _claim(db, job_id):
+    cancel flag is set. Ends the row as the training jobs' task does; its lease is renewed
+    meanwhile."""
+    holder = f"service {worker_name()}"
+    if not _claim(db, job_id, holder, lease):
         with db.session() as s:
             _finish(s, s.get(Job, job_id), JobState.CANCELLED, error="Cancelled before it started.")
         return
@@ -404,7 +535,8 @@ def run_here(db: Database, job_id: int, work: Work) -> None:
             _finish(s, s.get(Job, job_id), state, **written)
 
     try:
-        result = work(progress)
+        with heartbeat(db, job_id, holder, lease):
+            result = work(progress)
     except JobCancelled:
         end(JobState.CANCELLED, error="Cancelled.")
     except TaxonomistError as exc:

@@ -146,7 +146,7 @@ class RetrievalService:
     # -- jobs --------------------------------------------------------------------------------
     def submit(self, job_id: int, work: Any) -> None:
         self._submitted.add(job_id)
-        self._pool.submit(run_here, self.db, job_id, work)
+        self._pool.submit(run_here, self.db, job_id, work, lease=self.settings.job_lease_seconds)
 
     def building(self, model_id: str) -> Job | None:
         """The build job that holds the name ``model_id``: one queued or running whose config

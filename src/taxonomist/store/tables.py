@@ -144,6 +144,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who holds an unfinished job (the service process that handed it to Dask or runs it, then
+    # the worker that runs it) and until when: renewed while it lives, failed once it lapses.
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ModelOwner(Base):

@@ -102,6 +102,7 @@ def start_service_job(
             config=config,
             progress={},
             logs=[],
+            **svc.engine.holding(),  # this process runs it: its engine renews the lease
         )
         s.add(job)
         s.flush()
