@@ -39,8 +39,9 @@ def run(name: str, families: list[str]) -> list[dict]:
     from taxonomist.models.calibration import apply_temperature, fit_temperature
     from taxonomist.models.candidates import FAMILIES, Task
     from taxonomist.models.metrics import primary_metric
-    from taxonomist.models.search import choose_folds, family_matrix, proba_full
+    from taxonomist.models.search import choose_folds, family_matrix
     from taxonomist.models.train import _encode_target
+    from taxonomist.models.trials import proba_full
 
     path, target = SETS[name]
     df = pd.read_csv(SHARED / path)

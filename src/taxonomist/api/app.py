@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, preload: Sequence[str] = ())
             svc.retrieval.close()
             svc.parser.close()
             svc.db.dispose()
+            metrics.close()
 
     app = FastAPI(
         title="Taxonomist",

@@ -1,11 +1,17 @@
 """Prometheus metrics: requests by route and status, latency, predictions by model and class,
 the distribution of the predicted probability, a binary model's predicted positive rate (its
 expected click-through rate), and each model's monitoring (drift, live quality, retraining)
-read from the metadata database."""
+read from the metadata database.
+
+``taxonomist serve --workers N`` runs Prometheus's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``,
+set before the workers start): every process writes its samples to files there and
+``/metrics``, whichever process answers, adds them up. Separate API processes (a cluster) are
+each a target of their own instead."""
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from typing import Any
@@ -27,6 +33,7 @@ class Metrics:
     def __init__(self, *, class_labels: bool = False) -> None:
         self.registry = CollectorRegistry()
         self.class_labels = class_labels
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.requests = Counter(
             "taxonomist_requests_total",
             "HTTP requests by route template, method and status code.",
@@ -64,6 +71,7 @@ class Metrics:
             f"{POSITIVE_WINDOW} records this process predicted (the expected click-through rate).",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="liveall",  # each live process's own window, by pid
         )
         self.positive_sum = Counter(
             "taxonomist_predicted_positive_probability",
@@ -77,7 +85,29 @@ class Metrics:
 
     def watch(self, db: Any) -> None:
         """Export the monitoring gauges of the models in ``db`` (the metadata database)."""
-        self.registry.register(MonitorCollector(db))
+        self._monitor = MonitorCollector(db)
+        self.registry.register(self._monitor)
+
+    def exposed(self) -> CollectorRegistry:
+        """What ``/metrics`` shows: this registry, or in multiprocess mode every process's
+        samples added up (and the database's monitoring gauges once)."""
+        if not self.multiprocess:
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        monitor = getattr(self, "_monitor", None)
+        if monitor is not None:
+            registry.register(monitor)
+        return registry
+
+    def close(self) -> None:
+        """This process's live gauges leave the multiprocess files (it is stopping)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
     def observe_predictions(self, model: str, labels: list[str], proba: np.ndarray) -> None:
         """Count the records of one request: ``labels`` predicted, ``proba`` the class

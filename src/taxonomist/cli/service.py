@@ -20,8 +20,9 @@ def serve(
         typer.Option(
             "--workers",
             min=1,
-            help="Server processes. Each runs its own job engine (a job runs once: jobs are "
-            "claimed in the database) and its own /metrics.",
+            help="Server processes. Each runs its own job engine (a job runs once, and the "
+            "concurrency limit holds for all: jobs are leased in the database); /metrics adds "
+            "up all of them.",
         ),
     ] = 1,
 ) -> None:
@@ -50,14 +51,25 @@ def serve(
     )
     # log_config=None: uvicorn's loggers (access lines included) go through our handlers.
     if workers > 1:
-        uvicorn.run(
-            "taxonomist.api.app:served_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-        )
+        import os
+        import shutil
+        import tempfile
+
+        # /metrics adds up every worker's samples (Prometheus's multiprocess mode): their
+        # files go to a folder of this server's own, set before the workers start.
+        folder = tempfile.mkdtemp(prefix="taxonomist-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            uvicorn.run(
+                "taxonomist.api.app:served_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 

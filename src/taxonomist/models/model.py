@@ -17,7 +17,8 @@ from taxonomist.features.build import FeatureBlocks
 from taxonomist.features.columns import ColumnView
 from taxonomist.models.calibration import apply_temperature, floor_probabilities
 from taxonomist.models.candidates import FAMILIES
-from taxonomist.models.search import family_matrix, proba_full
+from taxonomist.models.search import family_matrix
+from taxonomist.models.trials import proba_full
 
 logger = logging.getLogger(__name__)
 

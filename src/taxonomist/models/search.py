@@ -29,10 +29,16 @@ from taxonomist.models.candidates import (
     default_params_as_trial,
     to_frame,
 )
-from taxonomist.models.cost import BATCH_ROWS, Cost, measure
+from taxonomist.models.cost import Cost
 from taxonomist.models.ensemble import combination_seconds
-from taxonomist.models.linear import DeadlineReached
 from taxonomist.models.metrics import Metric
+from taxonomist.models.trials import (
+    ClusterTrials,
+    FoldFit,
+    FoldsStopped,
+    cluster_trials,
+    fit_folds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,26 +191,11 @@ def time_folds(times: np.ndarray, n_folds: int = 3) -> Folds | None:
     return folds or None
 
 
-def proba_full(model: Any, X: Any, n_classes: int) -> np.ndarray:
-    """``predict_proba`` with a column for every class, also those missing from training."""
-    p = np.asarray(model.predict_proba(X), dtype=np.float32)
-    classes = np.asarray(model.classes_)
-    if len(classes) == n_classes:
-        return p
-    out = np.zeros((p.shape[0], n_classes), dtype=np.float32)
-    out[:, classes.astype(int)] = p
-    return out
-
-
 def family_matrix(family: Family, outputs: dict[str, Any]) -> Any:
     names = tuple(b for b in family.blocks if b in outputs)
     if family.layout == "frame":
         return to_frame(outputs, names)
     return stack_blocks(outputs, names, as_sparse=family.layout == "sparse")
-
-
-def _rows(X: Any, idx: np.ndarray) -> Any:
-    return X.iloc[idx].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[idx]
 
 
 class ModelSearch:
@@ -294,77 +285,84 @@ class ModelSearch:
             self._matrices[family.name] = family_matrix(family, outputs)
         return self._matrices[family.name]
 
-    def objective(self, trial: optuna.Trial) -> float:
-        name = trial.suggest_categorical("family", self.families)
-        family = FAMILIES[name]
-        params = family.suggest(trial, self.task)
+    def _guard(self, name: str) -> None:
+        """Prune a trial of ``name`` that cannot finish before the refit must start."""
         if self.deadline is not None:
             needed = self.expected_trial_seconds(name) + self.refit_reserve()
             if needed > self._time_left():
                 raise optuna.TrialPruned(f"{name} needs ~{needed:.0f}s; not enough time left")
-        X = self._matrix(family)
-        # No single trial may take more than 30% of the time left when it starts (60% while
-        # fewer than three models exist), so one slow family (CatBoost on many classes)
-        # cannot starve the rest of the search.
-        # The first model always gets to finish: a search must return something.
-        trial_deadline = None
-        if self.deadline is not None and self.records:
-            share = 0.3 if len(self.records) >= 3 else 0.6
-            trial_deadline = time.perf_counter() + share * max(
-                self._time_left() - self.refit_reserve(), 0.0
+
+    def _trial_seconds(self) -> float | None:
+        """What one trial may take: no more than 30% of the time left when it starts (60%
+        while fewer than three models exist), so one slow family (CatBoost on many classes)
+        cannot starve the rest of the search. The first model always gets to finish: a
+        search must return something."""
+        if self.deadline is None or not self.records:
+            return None
+        share = 0.3 if len(self.records) >= 3 else 0.6
+        return share * max(self._time_left() - self.refit_reserve(), 0.0)
+
+    def _stop_folds(self) -> str | None:
+        if self._time_left() < self.refit_reserve() * 0.5:
+            return "time budget reached"
+        return None
+
+    def objective(self, trial: optuna.Trial) -> float:
+        name = trial.suggest_categorical("family", self.families)
+        params = FAMILIES[name].suggest(trial, self.task)
+        self._guard(name)
+        X = self._matrix(FAMILIES[name])
+        seconds = self._trial_seconds()
+
+        def report(loss: float, step: int) -> bool:
+            trial.report(loss, step)
+            return trial.should_prune()
+
+        try:
+            fit = fit_folds(
+                X,
+                self.y,
+                self.folds,
+                name,
+                params,
+                self.task,
+                self.metric,
+                deadline=None if seconds is None else time.perf_counter() + seconds,
+                stop=self._stop_folds,
+                report=report,
             )
-        k = self.task.n_classes
-        oof = np.zeros((len(self.y), k), dtype=np.float32)
-        fold_times = []
-        for step, (train, valid) in enumerate(self.folds):
-            if self._time_left() < self.refit_reserve() * 0.5 or (
-                trial_deadline is not None and time.perf_counter() > trial_deadline
-            ):
-                raise optuna.TrialPruned("time budget reached")
-            start = time.perf_counter()
-            model = family.build(params, self.task)
-            kwargs = {}
-            if family.accepts_deadline and trial_deadline is not None:
-                kwargs["deadline"] = trial_deadline
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model.fit(_rows(X, train), self.y[train], **kwargs)
-            except DeadlineReached as exc:
-                self.family_fold_seconds.setdefault(name, []).append(
-                    (time.perf_counter() - start) * 2
-                )
-                raise optuna.TrialPruned(str(exc)) from exc
-            oof[valid] = proba_full(model, _rows(X, valid), k)
-            fold_times.append(time.perf_counter() - start)
-            self.family_fold_seconds.setdefault(name, []).append(fold_times[-1])
-            seen = np.concatenate([v for _, v in self.folds[: step + 1]])
-            running = self.metric(self.y[seen], oof[seen])
-            trial.report(self.metric.loss(running), step)
-            if step < len(self.folds) - 1 and trial.should_prune():
-                raise optuna.TrialPruned(f"fold {step + 1} score {running:.4f}")
-        # What this model costs to predict, on the last fold's rows: the ensemble selection
-        # keeps the prediction-cost budget with it.
-        cost = measure(
-            lambda rows: model.predict_proba(rows),
-            _rows(X, valid[:BATCH_ROWS]),
-            _rows(X, valid[:1]),
-        )
-        valid_oof = oof[self.valid_idx]
+        except FoldsStopped as stopped:
+            self._stopped(name, stopped)
+            raise optuna.TrialPruned(str(stopped)) from None
+        score = self._record(trial.number, name, params, fit)
+        trial.set_user_attr("fold_seconds", float(np.mean(fit.fold_times)))
+        return self.metric.loss(score)
+
+    def _stopped(self, name: str, stopped: FoldsStopped) -> None:
+        times = self.family_fold_seconds.setdefault(name, [])
+        times.extend(stopped.fold_times)
+        if stopped.seconds is not None:
+            times.append(stopped.seconds)
+
+    def _record(self, number: int, name: str, params: dict[str, Any], fit: FoldFit) -> float:
+        """Keep a finished trial's out-of-fold probabilities (temperature-calibrated) and
+        timings; its score."""
+        self.family_fold_seconds.setdefault(name, []).extend(fit.fold_times)
+        valid_oof = fit.oof[self.valid_idx]
         y_valid = self.y[self.valid_idx]
         temperature = fit_temperature(valid_oof, y_valid)
         valid_oof = apply_temperature(valid_oof, temperature)
         score = self.metric(y_valid, valid_oof)
         self.records.append(
             TrialRecord(
-                trial.number,
+                number,
                 name,
                 params,
                 score,
                 valid_oof,
                 temperature,
-                float(np.mean(fold_times)),
-                cost,
+                float(np.mean(fit.fold_times)),
+                fit.cost,
             )
         )
         self.records.sort(key=lambda r: (self.metric.loss(r.score), r.number))
@@ -375,11 +373,15 @@ class ModelSearch:
         self.records = [
             r for i, r in enumerate(self.records) if i < KEEP_TOP or best_of[r.family] is r
         ]
-        trial.set_user_attr("fold_seconds", float(np.mean(fold_times)))
-        return self.metric.loss(score)
+        return score
 
     # -- running ----------------------------------------------------------------------------
     def _callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self._report(study, trial):
+            study.stop()
+
+    def _report(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        """Count an ended trial, report progress; whether the search should stop."""
         if trial.state == optuna.trial.TrialState.PRUNED:
             self.pruned += 1
         best = self.records[0] if self.records else None
@@ -396,11 +398,10 @@ class ModelSearch:
                 )
             )
         if self.deadline is None:
-            return
+            return False
         left = self._time_left() - self.refit_reserve()
         cheapest = min((self.expected_trial_seconds(f) for f in self.families), default=0.0)
-        if left <= 0 or (self.records and cheapest > left):
-            study.stop()
+        return left <= 0 or bool(self.records and cheapest > left)
 
     def run(self) -> SearchResult:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -419,6 +420,10 @@ class ModelSearch:
         # time guard judge the expensive families before they start.
         for name in sorted(self.families, key=CHEAP_FIRST.index):
             study.enqueue_trial(default_params_as_trial(FAMILIES[name], self.task))
+        with cluster_trials() as cluster:
+            if cluster is not None:  # a job on a cluster of several workers: trials on each
+                self._run_on(cluster, study)
+                return SearchResult(self.records, study, self.folds, self.valid_idx, {})
         timeout = None if self.deadline is None else max(self._time_left(), 1.0)
         # With a time budget the loop ends through the callback; n_trials caps it otherwise.
         study.optimize(
@@ -429,3 +434,55 @@ class ModelSearch:
             catch=(MemoryError,),
         )
         return SearchResult(self.records, study, self.folds, self.valid_idx, {})
+
+    def _run_on(self, cluster: ClusterTrials, study: optuna.Study) -> None:
+        """The search with its trials on the cluster's workers: ask for a trial whenever a
+        worker thread is free, send it there, tell the study each result as it comes back.
+        Trials report no fold to the pruner (they run elsewhere); the time guard, the trial
+        allowance and the stop rule are the ones of the search in one process."""
+        from distributed import wait
+
+        pruned = optuna.trial.TrialState.PRUNED
+        running: dict[Any, tuple[optuna.Trial, str, dict[str, Any]]] = {}
+        y, folds = cluster.send("y", self.y), cluster.send("folds", self.folds)
+        asked, stop = 0, False
+        while True:
+            while not stop and len(running) < cluster.slots:
+                if self.n_trials is not None and asked >= self.n_trials:
+                    break
+                trial, asked = study.ask(), asked + 1
+                name = trial.suggest_categorical("family", self.families)
+                params = FAMILIES[name].suggest(trial, self.task)
+                try:
+                    self._guard(name)
+                except optuna.TrialPruned:
+                    study.tell(trial, state=pruned)
+                    stop = self._report(study, study.trials[trial.number])
+                    continue
+                X = cluster.send(f"matrix:{name}", self._matrix(FAMILIES[name]))
+                args = (X, y, folds, name, params, self.task, self.metric, self._trial_seconds())
+                running[cluster.submit(*args)] = (trial, name, params)
+            if not running:
+                return
+            timeout = None if self.deadline is None else self._time_left() + 30
+            done, _ = wait(list(running), timeout=timeout, return_when="FIRST_COMPLETED")
+            if not done:  # far past the deadline: what still runs is given up
+                for future, (trial, _, _) in running.items():
+                    future.cancel()
+                    study.tell(trial, state=pruned)
+                return
+            for future in done:
+                trial, name, params = running.pop(future)
+                try:
+                    fit = future.result()
+                except MemoryError:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    continue
+                if isinstance(fit, FoldsStopped):
+                    self._stopped(name, fit)
+                    study.tell(trial, state=pruned)
+                else:
+                    score = self._record(trial.number, name, params, fit)
+                    trial.set_user_attr("fold_seconds", float(np.mean(fit.fold_times)))
+                    study.tell(trial, self.metric.loss(score))
+                stop = self._report(study, study.trials[trial.number]) or stop

@@ -16,6 +16,7 @@ from taxonomist.errors import TaxonomistError
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 7_270_102  # PostgreSQL advisory lock: one process migrates at a time
 
 
 class DatabaseError(TaxonomistError):
@@ -62,9 +63,25 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        # One process at a time (the workers of `serve --workers N`, API processes started
+        # together): the second finds the schema done instead of creating it twice.
+        with self._migration_lock(), self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+
+    def _migration_lock(self) -> Any:
+        """A file lock beside a SQLite database file; nothing for other databases (their
+        migration holds an advisory lock in its transaction)."""
+        from contextlib import nullcontext
+
+        from filelock import FileLock
+
+        path = self.url.split("///", 1)[-1] if self.url.startswith("sqlite") else ""
+        if not path or path == ":memory:":
+            return nullcontext()
+        return FileLock(f"{path}.migrate.lock", timeout=120)
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:

@@ -61,4 +61,4 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     responses={401: ERROR_RESPONSES[401]},
 )
 def metrics(svc: ServicesDep) -> Response:
-    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(svc.metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
