@@ -5,6 +5,7 @@ the UI. Everything below goes through the API only, then ``down.sh`` must leave 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +55,15 @@ class Cluster:
             )
             assert r.status_code == 200, r.text
             api.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def restart(self, name: str, command: list[str], environment: dict[str, str]) -> None:
+        """Start ``name`` again, in a session of its own that down.sh stops."""
+        with (self.state / "logs" / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command, env=environment, stdout=log, stderr=log, start_new_session=True
+            )
+        rows = [r for r in (self.state / "pids").read_text().splitlines() if r.split()[0] != name]
+        (self.state / "pids").write_text("\n".join([*rows, f"{name} {process.pid}"]) + "\n")
 
     def pids(self) -> dict[str, int]:
         rows = [line.split() for line in (self.state / "pids").read_text().splitlines()]
@@ -191,3 +201,30 @@ def test_the_cluster_trains_registers_predicts_retrains_and_survives_a_dead_work
     assert failed["state"] == "failed" and "worker running this job died" in failed["error"]
     after = cluster.wait(1, cluster.train(1, dataset, "after", trials=1))
     assert after["state"] == "succeeded", after
+
+    # The tracking server goes away: the loaded models keep serving, /ready says which part
+    # fails, a job fails saying why; once the server is back, jobs work again.
+    mlflow = cluster.pids()["mlflow"]
+    command, environment = _command_of(mlflow)
+    os.killpg(mlflow, signal.SIGKILL)
+    r = first.post("/api/v1/predict", json={"model": "toy", "records": [RECORD]})
+    assert r.status_code == 200, r.text
+    ready = first.get("/ready")
+    assert ready.status_code == 503 and ready.json()["servers"]["tracking"] != "ok", ready.text
+    down = cluster.wait(0, cluster.train(0, dataset, "down", trials=1))
+    assert down["state"] == "failed" and "tracking store" in down["error"], down
+    cluster.restart("mlflow", command, environment)
+    deadline = time.monotonic() + 120
+    while first.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, first.get("/ready").text
+        time.sleep(0.5)
+    back = cluster.wait(1, cluster.train(1, dataset, "back", trials=1))
+    assert back["state"] == "succeeded", back
+
+
+def _command_of(pid: int) -> tuple[list[str], dict[str, str]]:
+    """A running process's command line and environment (to start it again the same way)."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().rstrip(b"\0").split(b"\0")
+    environment = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+    return [c.decode() for c in command], environment

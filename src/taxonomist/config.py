@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         "Runtime, int8 weights, ~3.7x faster; torchscript when onnxruntime is missing) or "
         "'torchscript' (the exact fp32 vectors).",
     )
+    serve_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes of this API server (set by 'taxonomist serve --workers N'): "
+        "with more than one, retrieval needs a Qdrant server (TAXONOMIST_QDRANT_URL).",
+    )
     qdrant_url: str | None = Field(
         default=None,
         description="URL of a Qdrant server for retrieval models, e.g. http://qdrant:6333; "

@@ -65,6 +65,14 @@ def test_two_workers_metrics_add_up(tmp_path: Path) -> None:
             httpx.get(f"{url}/health")
             n += 1
         auth = {"Authorization": f"Bearer {TOKEN}"}
+        login = httpx.post(
+            f"{url}/api/v1/auth/login",
+            json={"username": "admin", "password": "workers-admin-pw"},
+        )
+        admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        refused = httpx.get(f"{url}/api/v1/retrieval/models", headers=admin)
+        assert refused.status_code == 503, refused.text  # Qdrant Edge is one process's
+        assert "TAXONOMIST_QDRANT_URL" in refused.json()["error"]["message"]
         for _ in range(6):  # every scrape, whoever answers it, sees all of them
             scrape = httpx.get(f"{url}/metrics", headers=auth)
             assert scrape.status_code == 200, scrape.text

@@ -59,6 +59,12 @@ def serve(
         # files go to a folder of this server's own, set before the workers start.
         folder = tempfile.mkdtemp(prefix="taxonomist-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        os.environ["TAXONOMIST_SERVE_WORKERS"] = str(workers)  # retrieval: Edge is one process's
+        if not settings.qdrant_url:
+            out.print(
+                "[yellow]Note:[/] retrieval needs a Qdrant server with --workers > 1 "
+                "(TAXONOMIST_QDRANT_URL); classification is not affected."
+            )
         try:
             uvicorn.run(
                 "taxonomist.api.app:served_app",

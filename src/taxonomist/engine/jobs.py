@@ -221,11 +221,35 @@ def _train(
     from taxonomist.store.files import dataset_files
 
     train_config = job_train_config(config)
+    check_stores(settings)  # before minutes of training whose model could not be kept
     data = dataset_files(settings).local(config["dataset_path"])  # from the bucket, once
     result = train(data, train_config, on_progress=on_progress, settings=settings)
     tags = {"dataset_id": str(config["dataset_id"])} if config.get("dataset_id") else {}
-    result.register(Registry(settings), tags=tags)
+    try:
+        result.register(Registry(settings), tags=tags)
+    except TaxonomistError:
+        raise
+    except Exception as exc:  # MLflow's or boto3's: the tracking server or the bucket
+        raise ServiceUnavailableError(
+            f"The model trained, but registering it failed: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}. Check the tracking server "
+            "and the artifact store (taxonomist doctor), then start the job again."
+        ) from exc
     return result.summary()
+
+
+def check_stores(settings: Settings) -> None:
+    """Raise :class:`ServiceUnavailableError` when the tracking server or the S3 artifact
+    store (those that are servers) does not answer, naming it and why."""
+    from taxonomist.connections import check, is_server
+
+    for part in ("tracking", "artifacts"):
+        if is_server(settings, part):
+            status = check(settings, part, timeout=10)
+            if not status.ok:
+                raise ServiceUnavailableError(
+                    f"The {part} store ({status.points_to}) does not answer: {status.detail}"
+                )
 
 
 def _retrain(
@@ -239,6 +263,7 @@ def _retrain(
     from taxonomist.registry import Registry
     from taxonomist.store.files import retrain_files
 
+    check_stores(settings)
     path = config.get("data_path")
     return retrain(
         Registry(settings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 
 from taxonomist.config import Settings, get_settings
-from taxonomist.errors import ModelNotFoundError
+from taxonomist.connections import redact
+from taxonomist.errors import ModelNotFoundError, ServiceUnavailableError
 from taxonomist.registry.cache import LoadedModels
 from taxonomist.registry.candidate import Candidate, Registration, Trial
 from taxonomist.registry.refs import CHAMPION, ModelRef, check_name, parse_ref
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 CONFIG_ARTIFACT = "train_config.json"
+# MLflow's error codes for a reference that names nothing (anything else is the store failing)
+NOT_THERE = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 TABLES_ARTIFACTS = "data"
 
 
@@ -54,6 +58,11 @@ class Registry:
 
             if not self.settings.mlflow_uri:
                 self.settings.home.mkdir(parents=True, exist_ok=True)
+            # A tracking server that went away fails a request in seconds, not after MLflow's
+            # default of seven retries with a growing back-off (minutes).
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
             self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         return self._client
 
@@ -268,14 +277,31 @@ class Registry:
                 if mv is None:
                     versions = c.search_model_versions(f"name='{r.name}'")
                     mv = max(versions, key=lambda v: int(v.version)) if versions else None
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in NOT_THERE:  # the store failed, not the lookup
+                return self._stale(key, exc)
             mv = None
+        except Exception as exc:  # the tracking server's connection, its HTTP errors
+            return self._stale(key, exc)
         if mv is None:
             raise self._not_found(r, visible)
         if self.resolve_ttl:
             with self._lock:
                 self._refs[key] = (mv, time.monotonic() + self.resolve_ttl)
         return mv
+
+    def _stale(self, key: str, exc: Exception) -> Any:
+        """What ``key`` resolved to last, while the tracking store cannot be reached (the
+        models already loaded keep serving); a 503 saying so when it never resolved."""
+        hit = self._refs.get(key)
+        if hit is not None:
+            logger.warning("tracking store unreachable, %s resolved as before: %s", key, exc)
+            return hit[0]
+        raise ServiceUnavailableError(
+            f"The MLflow tracking store ({redact(self.uri)}) does not answer: "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}. "
+            "Check TAXONOMIST_MLFLOW_TRACKING_URI (taxonomist doctor)."
+        ) from exc
 
     def exists(self, name: str) -> bool:
         """Whether a model of that name is registered (with or without versions)."""

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from taxonomist.config import Settings
 from taxonomist.engine import run_here
+from taxonomist.errors import ServiceUnavailableError
 from taxonomist.retrieval.corpus import QADataset, load_qa
 from taxonomist.retrieval.evaluate import evaluate, latency
 from taxonomist.retrieval.model import (
@@ -67,6 +68,12 @@ class RetrievalService:
     def store(self) -> Store:
         with self._lock:  # one store per process: two would both try to open the shards
             if self._store is None:  # opened on first use: a Qdrant server may be down at start
+                if self.settings.serve_workers > 1 and not self.settings.qdrant_url:
+                    raise ServiceUnavailableError(
+                        "Retrieval with Qdrant Edge keeps its index inside one process, and "
+                        f"this server runs {self.settings.serve_workers}: set "
+                        "TAXONOMIST_QDRANT_URL to a Qdrant server, or serve with --workers 1."
+                    )
                 self._store = open_store(self.settings)
                 # A build claims its job row before it creates a collection, and the builds
                 # of this process create theirs after this (under the lock): unless another
