@@ -8,6 +8,7 @@ is changed. The demo's block runs on the home the demo made, in tests/cli/test_d
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from tests.conftest import (
     GIT_IDENTITY,
+    ROOT,
     S3_KEYS,
     free_port,
     readme_blocks,
@@ -165,3 +167,17 @@ def test_pictures_and_other_languages(workdir: tuple[Path, dict[str, str]]) -> N
 
     scored = pd.read_csv(folder / "faces-scored.csv")
     assert (scored["prediction"] == scored["label"]).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_outgrowing_one_machine(workdir: tuple[Path, dict[str, str]]) -> None:
+    """The local cluster comes up, every part answers, and it goes down leaving nothing."""
+    folder, env = workdir
+    ((shell, code),) = readme_blocks("Outgrowing one machine")
+    state = folder / "cluster"
+    code = code.replace("/tmp/taxonomist-cluster", str(state))
+    env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    out = run_block(shell, code, ROOT, env | {"COLUMNS": "200"})
+    for part in ("database", "tracking", "artifacts", "dask", "qdrant"):
+        assert re.search(rf"^ok +{part} ", out, re.M), out
+    assert "FAILS" not in out and not state.exists(), out
