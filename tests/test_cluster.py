@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,28 @@ class Cluster:
             assert r.status_code == 200, r.text
             api.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
-    def restart(self, name: str, command: list[str], environment: dict[str, str]) -> None:
-        """Start ``name`` again, in a session of its own that down.sh stops."""
-        with (self.state / "logs" / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                command, env=environment, stdout=log, stderr=log, start_new_session=True
-            )
-        rows = [r for r in (self.state / "pids").read_text().splitlines() if r.split()[0] != name]
-        (self.state / "pids").write_text("\n".join([*rows, f"{name} {process.pid}"]) + "\n")
+    def kill(self, name: str) -> Callable[[], None]:
+        """Kill part ``name`` (its whole session); a function that starts it again the same
+        way, in a session down.sh stops, and waits until every API is ready again."""
+        pid = self.pids()[name]
+        command, environment = _command_of(pid)
+        os.killpg(pid, signal.SIGKILL)
+
+        def again() -> None:
+            with (self.state / "logs" / f"{name}.log").open("ab") as log:
+                process = subprocess.Popen(
+                    command, env=environment, stdout=log, stderr=log, start_new_session=True
+                )
+            pids = self.state / "pids"
+            rows = [r for r in pids.read_text().splitlines() if r.split()[0] != name]
+            pids.write_text("\n".join([*rows, f"{name} {process.pid}"]) + "\n")
+            deadline = time.monotonic() + 120
+            for api in self.apis:
+                while api.get("/ready").status_code != 200:
+                    assert time.monotonic() < deadline, api.get("/ready").text
+                    time.sleep(0.5)
+
+        return again
 
     def pids(self) -> dict[str, int]:
         rows = [line.split() for line in (self.state / "pids").read_text().splitlines()]
@@ -204,21 +218,27 @@ def test_the_cluster_trains_registers_predicts_retrains_and_survives_a_dead_work
 
     # The tracking server goes away: the loaded models keep serving, /ready says which part
     # fails, a job fails saying why; once the server is back, jobs work again.
-    mlflow = cluster.pids()["mlflow"]
-    command, environment = _command_of(mlflow)
-    os.killpg(mlflow, signal.SIGKILL)
+    again = cluster.kill("mlflow")
     r = first.post("/api/v1/predict", json={"model": "toy", "records": [RECORD]})
     assert r.status_code == 200, r.text
     ready = first.get("/ready")
     assert ready.status_code == 503 and ready.json()["servers"]["tracking"] != "ok", ready.text
     down = cluster.wait(0, cluster.train(0, dataset, "down", trials=1))
     assert down["state"] == "failed" and "tracking store" in down["error"], down
-    cluster.restart("mlflow", command, environment)
-    deadline = time.monotonic() + 120
-    while first.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, first.get("/ready").text
-        time.sleep(0.5)
+    again()
     back = cluster.wait(1, cluster.train(1, dataset, "back", trials=1))
+    assert back["state"] == "succeeded", back
+
+    # The S3 server goes away: the same, for the artifact store.
+    again = cluster.kill("s3")
+    ready = first.get("/ready")
+    assert ready.status_code == 503 and ready.json()["servers"]["artifacts"] != "ok", ready.text
+    r = first.post("/api/v1/predict", json={"model": "toy", "records": [RECORD]})
+    assert r.status_code == 200, r.text
+    down = cluster.wait(1, cluster.train(1, dataset, "no-bucket", trials=1))
+    assert down["state"] == "failed" and "artifacts store" in down["error"], down
+    again()
+    back = cluster.wait(0, cluster.train(0, dataset, "bucket-back", trials=1))
     assert back["state"] == "succeeded", back
 
 

@@ -110,14 +110,16 @@ def test_a_job_handed_over_by_a_process_that_died_is_queued_again(
 
 
 def test_the_holder_renews_leases(db: Database, tmp_path: object) -> None:
-    e = engine(db, tmp_path, lease=3.0)
-    (queued,) = add_jobs(db, 1)
-    assert e._take() == [queued]
-    before = row(db, queued).lease_until
+    e = engine(db, tmp_path, jobs=2, lease=3.0)
+    queued, stuck = add_jobs(db, 2)
+    assert e._take() == [queued, stuck]
+    e.futures[queued] = object()  # handed to Dask; `stuck` could not be (no scheduler)
+    before = {j: row(db, j).lease_until for j in (queued, stuck)}
     time.sleep(0.05)
     with db.session() as s:
         e._renew(s)
-    assert row(db, queued).lease_until > before
+    assert row(db, queued).lease_until > before[queued]
+    assert row(db, stuck).lease_until == before[stuck]  # it lapses, and is queued again
     (running,) = add_jobs(db, 1, state="running", lease_until=datetime.now(UTC))
     start = row(db, running).lease_until
     with heartbeat(db, running, "worker here", 3.0):

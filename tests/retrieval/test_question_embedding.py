@@ -71,5 +71,7 @@ def test_a_single_question_takes_the_configured_engine(home, monkeypatch, questi
         one_text_encoder("onnx-fp16")
     monkeypatch.setenv("TAXONOMIST_QUESTION_ENGINE", "fast")
     get_settings.cache_clear()
-    with pytest.raises(ValueError, match="question_engine"):
+    from taxonomist.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="TAXONOMIST_QUESTION_ENGINE: Input should be"):
         get_settings()

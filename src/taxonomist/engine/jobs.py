@@ -33,13 +33,12 @@ from sqlalchemy.orm import Session
 from taxonomist.config import Settings
 from taxonomist.errors import ServiceUnavailableError, TaxonomistError
 from taxonomist.models.config import TrainConfig
-from taxonomist.store import Database, Job, JobState, ModelOwner
+from taxonomist.store import UNFINISHED, Database, Job, JobState, ModelOwner
 
 logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 MAX_LOG_LINES = 500
 DASK_KINDS = ("train", "retrain")  # the jobs that run on the cluster; others in the service
-UNFINISHED_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 WORKER_DIED = (
     "The worker running this job died (killed, or out of memory). Try a smaller time budget or "
     "dataset, or give the workers more memory."
@@ -428,10 +427,15 @@ class JobEngine:
 
     def _renew(self, s: Session) -> None:
         """Renew the leases of the queued jobs this process holds (handed to Dask, or waiting
-        for its retrieval worker); running ones are their worker's to renew."""
+        for its retrieval worker); running ones are their worker's to renew. One it leased
+        but could not hand over (the scheduler went away) lapses and is queued again."""
         s.execute(
             update(Job)
-            .where(Job.lease_owner == self.name, Job.state == JobState.QUEUED.value)
+            .where(
+                Job.lease_owner == self.name,
+                Job.state == JobState.QUEUED.value,
+                Job.kind.not_in(DASK_KINDS) | Job.id.in_(list(self.futures)),
+            )
             .values(lease_until=_lease(self.lease))
         )
 
@@ -440,7 +444,7 @@ class JobEngine:
         (retrieval) whose process is gone; a queued Dask job whose handing process is gone
         goes back to the queue."""
         lapsed = or_(Job.lease_until.is_(None), Job.lease_until < _now())
-        for job in s.scalars(select(Job).where(Job.state.in_(UNFINISHED_STATES), lapsed)):
+        for job in s.scalars(select(Job).where(Job.state.in_(UNFINISHED), lapsed)):
             if job.state == JobState.RUNNING.value:
                 _finish(
                     s,

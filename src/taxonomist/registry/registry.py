@@ -278,9 +278,9 @@ class Registry:
                     versions = c.search_model_versions(f"name='{r.name}'")
                     mv = max(versions, key=lambda v: int(v.version)) if versions else None
         except MlflowException as exc:
-            if exc.error_code not in NOT_THERE:  # the store failed, not the lookup
+            if exc.error_code not in NOT_THERE and not self._answers():  # the store is away
                 return self._stale(key, exc)
-            mv = None
+            mv = None  # the store answers: the reference names nothing it has
         except Exception as exc:  # the tracking server's connection, its HTTP errors
             return self._stale(key, exc)
         if mv is None:
@@ -289,6 +289,13 @@ class Registry:
             with self._lock:
                 self._refs[key] = (mv, time.monotonic() + self.resolve_ttl)
         return mv
+
+    def _answers(self) -> bool:
+        """Whether the tracking store answers now (a failed lookup: its fault, or the
+        reference's?)."""
+        from taxonomist.connections import check
+
+        return check(self.settings, "tracking", timeout=3).ok
 
     def _stale(self, key: str, exc: Exception) -> Any:
         """What ``key`` resolved to last, while the tracking store cannot be reached (the
