@@ -104,12 +104,11 @@ class FileStore:
         (a failure there is logged: the row is gone already)."""
         from taxonomist.data.archive import remove_unpacked
 
-        path = self.folder / Path(urlsplit(location).path).name
-        if not location.startswith("s3://"):
-            path = Path(location)
+        remote = location.startswith("s3://")
+        path = self.folder / Path(split_s3(location)[1]).name if remote else Path(location)
         path.unlink(missing_ok=True)
         remove_unpacked(path)  # a zip's table and images
-        if location.startswith("s3://"):
+        if remote:
             bucket, key = split_s3(location)
             try:
                 self._s3.delete_object(Bucket=bucket, Key=key)
