@@ -334,9 +334,7 @@ class ModelSearch:
         except FoldsStopped as stopped:
             self._stopped(name, stopped)
             raise optuna.TrialPruned(str(stopped)) from None
-        score = self._record(trial.number, name, params, fit)
-        trial.set_user_attr("fold_seconds", float(np.mean(fit.fold_times)))
-        return self.metric.loss(score)
+        return self.metric.loss(self._record(trial, name, params, fit))
 
     def _stopped(self, name: str, stopped: FoldsStopped) -> None:
         times = self.family_fold_seconds.setdefault(name, [])
@@ -344,10 +342,13 @@ class ModelSearch:
         if stopped.seconds is not None:
             times.append(stopped.seconds)
 
-    def _record(self, number: int, name: str, params: dict[str, Any], fit: FoldFit) -> float:
+    def _record(
+        self, trial: optuna.Trial, name: str, params: dict[str, Any], fit: FoldFit
+    ) -> float:
         """Keep a finished trial's out-of-fold probabilities (temperature-calibrated) and
         timings; its score."""
         self.family_fold_seconds.setdefault(name, []).extend(fit.fold_times)
+        trial.set_user_attr("fold_seconds", float(np.mean(fit.fold_times)))
         valid_oof = fit.oof[self.valid_idx]
         y_valid = self.y[self.valid_idx]
         temperature = fit_temperature(valid_oof, y_valid)
@@ -355,7 +356,7 @@ class ModelSearch:
         score = self.metric(y_valid, valid_oof)
         self.records.append(
             TrialRecord(
-                number,
+                trial.number,
                 name,
                 params,
                 score,
@@ -456,8 +457,7 @@ class ModelSearch:
                 try:
                     self._guard(name)
                 except optuna.TrialPruned:
-                    study.tell(trial, state=pruned)
-                    stop = self._report(study, study.trials[trial.number])
+                    stop = self._report(study, study.tell(trial, state=pruned))
                     continue
                 X = cluster.send(f"matrix:{name}", self._matrix(FAMILIES[name]))
                 args = (X, y, folds, name, params, self.task, self.metric, self._trial_seconds())
@@ -480,9 +480,9 @@ class ModelSearch:
                     continue
                 if isinstance(fit, FoldsStopped):
                     self._stopped(name, fit)
-                    study.tell(trial, state=pruned)
+                    ended = study.tell(trial, state=pruned)
                 else:
-                    score = self._record(trial.number, name, params, fit)
-                    trial.set_user_attr("fold_seconds", float(np.mean(fit.fold_times)))
-                    study.tell(trial, self.metric.loss(score))
-                stop = self._report(study, study.trials[trial.number]) or stop
+                    ended = study.tell(
+                        trial, self.metric.loss(self._record(trial, name, params, fit))
+                    )
+                stop = self._report(study, ended) or stop

@@ -10,7 +10,6 @@ only the out-of-fold probabilities come back.
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ from taxonomist.models.cost import BATCH_ROWS, Cost, measure
 from taxonomist.models.linear import DeadlineReached
 from taxonomist.models.metrics import Metric
 
-logger = logging.getLogger(__name__)
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
