@@ -122,3 +122,22 @@ def test_booster_refit_stopped_at_the_deadline_is_a_whole_model() -> None:
         model.fit(X, y, deadline=time.perf_counter() - 1)
     assert model.booster_.num_trees() >= 1
     assert model.predict_proba(X).shape == (300, 2)
+
+
+def test_the_embedding_estimate_pays_the_encoder_loading_once() -> None:
+    """The search prices the embed family from a 200-text sample; scaling the sample up must
+    not multiply the one-off model loading (4,000 short texts were priced at ~42 s instead
+    of ~3 s, over a quarter of a 120 s budget, and the family was never tried)."""
+    from types import SimpleNamespace
+
+    from taxonomist.embed import SentenceEmbedder
+    from taxonomist.embed.encoders import ENCODERS
+    from taxonomist.models.train import embedding_seconds
+
+    df = pd.DataFrame({"t": [f"a short text, number {i}" for i in range(4000)]})
+    spec = SimpleNamespace(make=lambda: SentenceEmbedder("use"))
+    seconds = embedding_seconds(
+        SimpleNamespace(specs={"embed": spec}), df, SimpleNamespace(text=["t"])
+    )
+    chars = int(df["t"].str.len().sum())
+    assert seconds == pytest.approx(2.0 + chars / ENCODERS["use"].chars_per_second, rel=0.05)

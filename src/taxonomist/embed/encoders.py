@@ -60,9 +60,11 @@ class Encoder:
             out[i] = one(text[:MAX_CHARS])
         return out
 
-    def estimate_seconds(self, texts: list[str]) -> float:
-        """Rough wall time to encode ``texts`` (model loading included)."""
-        return 2.0 + sum(min(len(t), MAX_CHARS) for t in texts) / self.chars_per_second
+    def estimate_seconds(self, texts: list[str], scale: float = 1.0) -> float:
+        """Rough wall time to encode ``texts`` (model loading included), or ``scale`` times
+        as many texts when they are a sample (the loading is paid once either way)."""
+        chars = sum(min(len(t), MAX_CHARS) for t in texts)
+        return 2.0 + scale * chars / self.chars_per_second
 
 
 # The opening of a record (title, first sentences) carries most of its meaning; encoding

@@ -204,7 +204,7 @@ def embedding_seconds(blocks: FeatureBlocks, df: pd.DataFrame, schema: Schema) -
         found = cache.get(encoder.name, [text_key(t) for t in sample], encoder.dim)
         cache.close()
         sample = [t for t in sample if text_key(t) not in found]
-    return encoder.estimate_seconds(sample) * step if sample else 0.0
+    return encoder.estimate_seconds(sample, scale=step) if sample else 0.0
 
 
 def _fingerprint(df: pd.DataFrame) -> np.ndarray:
