@@ -52,6 +52,42 @@ def test_english_uses_minilm_when_torch_is_installed() -> None:
     assert encoder_for_language("fr").name == "use"
 
 
+@pytest.mark.parametrize(
+    ("language", "shares", "expected"),
+    [
+        ("fr", {"fr": 0.82, "en": 0.1, "pt": 0.02}, "use"),  # the Rakuten sample's shares
+        ("ru", None, "use"),
+        ("en", {"en": 0.6, "ru": 0.4}, "use"),  # MiniLM knows no Russian
+        ("fi", {"fi": 0.9, "sv": 0.1}, "e5"),  # USE has neither
+        ("ru", {"ru": 0.7, "uk": 0.3}, "e5"),
+        ("ru", {"ru": 0.95, "uk": 0.05}, "use"),  # a few rows do not choose
+        ("unknown", {}, "use"),
+    ],
+)
+def test_the_encoder_follows_the_languages_of_the_rows(
+    language: str, shares: dict[str, float] | None, expected: str
+) -> None:
+    assert encoder_for_language(language, shares).name == expected
+
+
+def test_e5_embeds_a_language_use_lacks() -> None:
+    from taxonomist.embed.encoders import ENCODERS
+
+    texts = [
+        "дешевий квиток на потяг до Києва",  # Ukrainian: a cheap train ticket to Kyiv
+        "недорогі залізничні квитки до Києва",  # inexpensive railway tickets to Kyiv
+        "рецепт шоколадного торта",  # a chocolate cake recipe
+        "halpa junalippu Helsinkiin",  # Finnish: a cheap train ticket to Helsinki
+    ]
+    E = ENCODERS["e5"].encode(texts)
+    assert E.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-3)
+    sims = E @ E.T
+    assert sims[0, 1] > sims[0, 2]
+    assert sims[0, 3] > sims[2, 3]  # across languages: tickets are closer than cake
+    assert np.array_equal(ENCODERS["e5"].encode(texts[:1]), E[:1])  # alone as in a batch
+
+
 @pytest.mark.torch
 def test_one_text_takes_the_one_thread_path_to_the_same_vector() -> None:
     """A question asked now runs MiniLM as a compiled graph on one thread: the same vector as

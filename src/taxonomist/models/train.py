@@ -313,7 +313,7 @@ def train(
     if schema.text:
         from taxonomist.embed.encoders import encoder_for_language
 
-        encoder = encoder_for_language(profile.language).name
+        encoder = encoder_for_language(profile.language, profile.languages).name
     images = image_folder(config) if schema.image else None
     blocks = FeatureBlocks(
         block_specs(
