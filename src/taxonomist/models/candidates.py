@@ -449,7 +449,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "hybrid",
-            ("text_raw", "cat_str", "num_scaled", "image"),
+            ("text_raw", "embed", "cat_str", "num_scaled", "image"),
             "frame",
             _suggest_hybrid,
             _build_hybrid,

@@ -22,6 +22,11 @@ The device is chosen by itself (``cuda``, ``mps``, else the CPU); on the CPU the
 gives the same model. Each epoch's loss and validation scores are kept in ``history_``
 (plotted in the report, logged to MLflow).
 
+The ``embed`` family's frozen sentence vectors (each text column alone, up to 128 tokens,
+from the embedding cache) sit beside the numbers: the probe sees everything the
+frozen-embedding head sees, so fine-tuning starts where that head ends, and the tuned
+joined sequence adds to it rather than replacing it.
+
 A pickled model stores its trainable weights only (~7 MB with two layers); the frozen part
 reloads from the installed package.
 """
@@ -58,6 +63,7 @@ from taxonomist.models.minilm import (
 logger = logging.getLogger(__name__)
 
 TEXT, CATS, NUMS, IMAGES = "text_raw:", "cat_str:", "num_scaled:", "image:"
+EMBEDDED = "embed:"  # the frozen sentence vectors of the embed family, one per text column
 # The linear probe's inverse regularisation strengths, picked on the validation split (10 is
 # the embed family's default on the same normalised vectors).
 PROBE_C = (1.0, 10.0)
@@ -124,9 +130,10 @@ class HybridNetwork(ClassifierMixin, BaseEstimator):
         return (
             [c for c in cols if c.startswith(TEXT)],
             [c for c in cols if c.startswith(CATS)],
-            # the image features (unit vectors) join the numbers: the dense branch and the
-            # wide part (the probe's coefficients) see them beside the tabular fields
-            [c for c in cols if c.startswith((NUMS, IMAGES))],
+            # the image features and the frozen sentence vectors (unit vectors) join the
+            # numbers: the dense branch and the wide part (the probe's coefficients) see them
+            # beside the tabular fields
+            [c for c in cols if c.startswith((NUMS, IMAGES, EMBEDDED))],
         )
 
     def _sequences(self, X: pd.DataFrame) -> list[list[str]]:

@@ -110,6 +110,9 @@ def _available_families(
         )
         if judged is not None:
             costs["text_raw"] = judged
+    if "hybrid" in out and "embed" in blocks.specs and "embed" not in costs:
+        # the hybrid network's probe reads the frozen sentence vectors too
+        costs["embed"] = embedding_seconds(blocks, df, schema)
     return out, skipped, costs
 
 
