@@ -404,7 +404,9 @@ def torch_available() -> bool:
 
 # The 16 languages of the multilingual Universal Sentence Encoder v3 (ISO 639-1; Chinese
 # simplified and traditional are one code here).
-USE_LANGUAGES = frozenset("ar de en es fr it ja ko nl pl pt ru th tr zh".split())
+USE_LANGUAGES = frozenset(
+    ["ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh"]
+)
 # Languages under this share of the rows do not choose the encoder (a few English titles
 # among French products, misdetected short texts).
 MINOR_SHARE = 0.1
