@@ -10,6 +10,10 @@ Part ``typos``: trained on clean rows, scored on the held-out 20 % and on copies
 typos injected (each letter swapped with its neighbour, dropped, doubled or replaced by a
 keyboard neighbour with probability ``rate``), word n-grams alone against words + characters.
 
+Part ``encoders``: the frozen-embedding head (a logistic regression) on each multilingual
+encoder -- USE, e5, the static 64-d model -- beside a logistic regression on the TF-IDF, and
+the averaged probabilities of the TF-IDF model with each: the same 5-fold out-of-fold rows.
+
 Part ``ensemble``: ``train()`` as a user runs it (its default time budget) on 80 % of the
 rows, scored on the other 20 %: the whole search and ensemble against each family alone
 (the TF-IDF linear SVM, the frozen-embedding head) under the same budget, paired intervals;
@@ -18,6 +22,7 @@ and the search without the default prediction budget, which leaves the embedding
     python bench/multilingual.py                       # stems and typos, every set
     python bench/multilingual.py --part stems --only rakuten
     python bench/multilingual.py --part typos --only reviews-class
+    python bench/multilingual.py --part encoders --only rakuten --only russian-topics
     python bench/multilingual.py --part ensemble --only rakuten --only russian-topics
 """
 
@@ -159,6 +164,60 @@ def stems(name: str, rows: int | None) -> dict:
     return out
 
 
+def encoders(name: str, rows: int | None) -> dict:
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from taxonomist.embed.encoders import ENCODERS
+    from taxonomist.embed.transformer import join_text_columns
+    from taxonomist.models.candidates import FAMILIES, Task
+
+    df, y, columns, language = load(name, rows)
+    classes = np.unique(y)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(df, y))
+    texts = join_text_columns(df[columns])
+    out: dict = {"set": name, "rows": len(df), "macro_f1": {}, "encode_rows_per_s": {}}
+    probas: dict[str, np.ndarray] = {}
+
+    def oof(fit_predict) -> np.ndarray:
+        P = np.zeros((len(y), len(classes)))
+        for train, test in folds:
+            P[test] = fit_predict(train, test)
+        return P
+
+    block = text_matrix(df, columns, language, stem=True, stop_words=True)
+    family = FAMILIES["logreg"]
+
+    def tfidf(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        features = clone(block)
+        model = family.build(family.defaults, Task(len(train), len(classes), 0, 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(features.fit_transform(df.iloc[train]), y[train])
+        return model.predict_proba(features.transform(df.iloc[test]))
+
+    probas["tfidf"] = oof(tfidf)
+    for enc in ("use", "e5", "static"):
+        start = time.perf_counter()
+        E = ENCODERS[enc].encode(texts)
+        out["encode_rows_per_s"][enc] = round(len(texts) / (time.perf_counter() - start))
+        probas[enc] = oof(
+            lambda tr, te, E=E: (
+                LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
+                .fit(E[tr], y[tr])
+                .predict_proba(E[te])
+            )
+        )
+    for enc in ("use", "e5", "static"):
+        probas[f"tfidf+{enc}"] = (probas["tfidf"] + probas[enc]) / 2
+    probas["tfidf+use+e5"] = (probas["tfidf"] + probas["use"] + probas["e5"]) / 3
+    for label, P in probas.items():
+        out["macro_f1"][label] = round(macro_f1(y, classes[P.argmax(1)]), 4)
+    print(name, out["macro_f1"], out["encode_rows_per_s"], flush=True)
+    return out
+
+
 def add_typos(text: str, rate: float, rng: np.random.Generator) -> str:
     """``text`` with a typo at each letter with probability ``rate``."""
     out = []
@@ -264,7 +323,9 @@ def ensemble(name: str, rows: int | None, budget: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["stems", "typos", "both", "ensemble"], default="both")
+    parser.add_argument(
+        "--part", choices=["stems", "typos", "both", "encoders", "ensemble"], default="both"
+    )
     parser.add_argument("--only", choices=list(SETS), action="append")
     parser.add_argument("--rows", type=int, default=None, help="a stratified sample of each set")
     parser.add_argument("--rates", default="0.03,0.08", help="typos: chances per letter")
@@ -278,6 +339,9 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
         if args.part in ("typos", "both"):
             results.append(typos(name, args.rows, [float(r) for r in args.rates.split(",")]))
+            print(json.dumps(results[-1]), flush=True)
+        if args.part == "encoders":
+            results.append(encoders(name, args.rows))
             print(json.dumps(results[-1]), flush=True)
         if args.part == "ensemble":
             results.append(ensemble(name, args.rows, args.budget))

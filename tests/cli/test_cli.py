@@ -72,6 +72,16 @@ def test_train_predict_evaluate_models_round_trip(home, tmp_path: Path) -> None:
     assert _json(["models", "delete", "rk/1", "--yes", "--json"])["deleted"]["version"] == 1
 
 
+def test_training_on_french_text_says_what_left_the_embeddings_out(home) -> None:
+    data = shared("rakuten/products.csv")
+    args = ["train", str(data), "--target", "prdtypecode", "--trials", "1", "--name", "fr"]
+    result = runner.invoke(app, [*args, "--min-rows-per-second", "5000"])
+    assert result.exit_code == 0, result.output
+    note = " ".join(result.output.split())
+    assert "sentence embeddings left out: embedding a text takes" in note
+    assert "--min-rows-per-second 0 lets it in" in note
+
+
 def test_binary_evaluate_has_auc_and_log_loss(home) -> None:
     train_csv, valid_csv = shared("avazu/train.csv"), shared("avazu/valid.csv")
     out = _json(

@@ -316,6 +316,10 @@ def print_training(result: TrainResult, export: Path | None = None) -> None:
     out.print(f"Champion: {'yes' if result.promoted else 'no'} — {result.promotion_reason}.")
     for w in result.report.warnings:
         out.print(f"[yellow]Note:[/] {w}", highlight=False)
+    embed_left_out = result.model.info.get("skipped_families", {}).get("embed")
+    if embed_left_out and result.profile.language not in ("en", "unknown"):
+        # off English, the sentence embeddings are where most of the accuracy is
+        out.print(f"[yellow]Note:[/] sentence embeddings left out: {embed_left_out}.")
     if export is not None:
         out.print(f"Exported to {export}.")
     out.print(
